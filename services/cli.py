@@ -1,0 +1,133 @@
+"""The `npanel` command: serve a service, migrate, run the local stack, check the audit log.
+
+Operator commands that talk to the gateway (flags, accounts, watchdog, tokens,
+baseline) join here as their services land.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+from npanel.common import audit, db, migrations
+from npanel.common.server import Service, serve_forever
+from npanel.common.settings import DatabaseSettings, ServiceSettings, SettingsError
+
+# Service name -> "module:factory"; the factory takes ServiceSettings, returns a Service.
+# Each service adds itself here when it lands (flagd: issue 3, cgroupd: 4, ...).
+SERVICES: dict[str, str] = {}
+
+
+def load_service(name: str) -> Callable[[ServiceSettings], Service]:
+    if name not in SERVICES:
+        known = ", ".join(sorted(SERVICES)) or "none yet"
+        raise SystemExit(f"npanel serve: unknown service {name!r} (available: {known})")
+    module, _, factory = SERVICES[name].partition(":")
+    built: Callable[[ServiceSettings], Service] = getattr(importlib.import_module(module), factory)
+    return built
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    factory = load_service(args.service)
+    settings = ServiceSettings.read(args.service)
+    asyncio.run(serve_forever(factory(settings), settings))
+    return 0
+
+
+async def _migrate(settings: DatabaseSettings, as_json: bool) -> int:
+    conn = await db.connect(settings, "npanel-migrate")
+    try:
+        applied = await migrations.migrate(conn, progress=lambda line: print(line, flush=True))
+    finally:
+        await conn.close()
+    names = [m.filename for m in applied]
+    if as_json:
+        print(json.dumps({"applied": names}))
+    else:
+        print(f"applied {len(names)} migration(s)" if names else "database is up to date")
+    return 0
+
+
+async def _verify_audit(settings: DatabaseSettings, as_json: bool) -> int:
+    conn = await db.connect(settings, "npanel-audit")
+    try:
+        problems = await audit.verify_chain(conn)
+        newest = await audit.head(conn)
+    finally:
+        await conn.close()
+    if as_json:
+        print(json.dumps({
+            "intact": not problems,
+            "head": None if newest is None else {"id": newest[0], "hash": newest[1]},
+            "problems": [{"id": p.id, "problem": p.problem} for p in problems],
+        }))
+    elif problems:
+        for p in problems:
+            print(f"audit row {p.id}: {p.problem}")
+        print(f"audit log BROKEN: {len(problems)} problem(s); investigate before trusting it")
+    else:
+        head_text = "empty" if newest is None else f"{newest[0]} rows, head {newest[1][:16]}"
+        print(f"audit log intact ({head_text})")
+    return 1 if problems else 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    return asyncio.run(_migrate(DatabaseSettings.from_environ(), args.json))
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    return asyncio.run(_verify_audit(DatabaseSettings.from_environ(), args.json))
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from npanel.common import devstack
+
+    return devstack.run(devstack.DevOptions(state_dir=args.state_dir, pg_port=args.pg_port))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="npanel", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run one service (configured by NPANEL_* variables)")
+    serve.add_argument("service", help="service name")
+    serve.set_defaults(func=cmd_serve)
+
+    migrate = sub.add_parser("migrate", help="apply pending database migrations")
+    migrate.add_argument("--json", action="store_true", help="machine-readable output")
+    migrate.set_defaults(func=cmd_migrate)
+
+    audit_cmd = sub.add_parser("audit", help="audit log tools")
+    audit_sub = audit_cmd.add_subparsers(dest="audit_command", required=True)
+    verify = audit_sub.add_parser("verify", help="check the audit log's hash chain")
+    verify.add_argument("--json", action="store_true", help="machine-readable output")
+    verify.set_defaults(func=cmd_audit_verify)
+
+    dev = sub.add_parser("dev", help="run PostgreSQL and every service locally")
+    dev.add_argument("--state-dir", default=".npanel", help="where data lives (default .npanel)")
+    dev.add_argument("--pg-port", type=int, default=54329, help="PostgreSQL port (default 54329)")
+    dev.set_defaults(func=cmd_dev)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code = int(args.func(args))
+    except SettingsError as exc:
+        print(f"npanel {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except (db.DatabaseUnavailable, migrations.MigrationError) as exc:
+        print(f"npanel {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""The server interceptor every service runs: request id, metrics, error logging.
+
+It wraps each method's behaviour rather than the handler lookup, because only
+the behaviour sees the call finish and knows its status code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, suppress
+from typing import Any
+
+import grpc
+from grpc.aio import ServicerContext
+
+from .logs import request_id_var
+from .metrics import GrpcServerMetrics
+
+log = logging.getLogger(__name__)
+
+REQUEST_ID_KEY = "x-request-id"
+_CODES_BY_VALUE = {c.value[0]: c for c in grpc.StatusCode}
+Ctx = ServicerContext[Any, Any]
+
+
+def status_of(context: Ctx, error: BaseException | None) -> grpc.StatusCode:
+    """The status a finished call ends with, as the client will see it."""
+    code: Any = context.code()
+    if isinstance(code, int):
+        code = _CODES_BY_VALUE.get(code)
+    if isinstance(code, grpc.StatusCode):
+        return code
+    if error is None:
+        return grpc.StatusCode.OK
+    if isinstance(error, BaseException) and type(error).__name__ == "CancelledError":
+        return grpc.StatusCode.CANCELLED
+    return grpc.StatusCode.UNKNOWN
+
+
+def incoming_request_id(context: Ctx) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == REQUEST_ID_KEY and isinstance(value, str) and 0 < len(value) <= 128:
+            return value
+    return uuid.uuid4().hex
+
+
+class InFlight:
+    """Counts calls that end with one response, so shutdown can wait for them.
+
+    Server-streaming calls (health Watch, change streams) are not counted: they
+    never end on their own, and their clients reconnect elsewhere when cancelled.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def enter(self) -> None:
+        self.count += 1
+        self._idle.clear()
+
+    def exit(self) -> None:
+        self.count -= 1
+        if self.count == 0:
+            self._idle.set()
+
+    async def wait_idle(self, limit_s: float) -> bool:
+        """True when every counted call finished within `limit_s` seconds."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), limit_s)
+        except TimeoutError:
+            return False
+        return True
+
+
+class ObservabilityInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    def __init__(self, metrics: GrpcServerMetrics, in_flight: InFlight) -> None:
+        self._metrics = metrics
+        self.in_flight = in_flight
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        handler = await continuation(details)
+        if handler is None:
+            return handler
+        service, _, method = details.method.lstrip("/").rpartition("/")
+        wrapped: grpc.RpcMethodHandler[Any, Any] = _wrap(handler, self._observe, service, method)
+        return wrapped
+
+    @asynccontextmanager
+    async def _observe(
+        self, kind: str, service: str, method: str, context: Ctx
+    ) -> AsyncIterator[None]:
+        token = request_id_var.set(incoming_request_id(context))
+        labels = (kind, service, method)
+        counted = kind in ("unary_unary", "stream_unary")
+        if counted:
+            self.in_flight.enter()
+        self._metrics.started.labels(*labels).inc()
+        started = time.perf_counter()
+        error: BaseException | None = None
+        try:
+            yield
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            code = status_of(context, error)
+            self._metrics.handled.labels(*labels, code.name).inc()
+            self._metrics.handling.labels(*labels).observe(time.perf_counter() - started)
+            if code is grpc.StatusCode.UNKNOWN and error is not None:
+                log.error("unhandled error in /%s/%s", service, method, exc_info=error)
+            if counted:
+                self.in_flight.exit()
+            with suppress(ValueError):  # a stream closed from another context
+                request_id_var.reset(token)
+
+
+Observe = Callable[[str, str, str, Ctx], Any]
+
+
+def _wrap(handler: grpc.RpcMethodHandler[Any, Any], observe: Observe, service: str, method: str) -> Any:
+    """A copy of `handler` whose behaviour runs inside `observe`."""
+    kinds = (
+        ("unary_unary", grpc.unary_unary_rpc_method_handler, False),
+        ("unary_stream", grpc.unary_stream_rpc_method_handler, True),
+        ("stream_unary", grpc.stream_unary_rpc_method_handler, False),
+        ("stream_stream", grpc.stream_stream_rpc_method_handler, True),
+    )
+    for kind, make, streams_out in kinds:
+        behaviour = getattr(handler, kind)
+        if behaviour is None:
+            continue
+        if streams_out and inspect.isasyncgenfunction(behaviour):
+            wrapped = _wrap_stream(behaviour, observe, kind, service, method)
+        else:
+            wrapped = _wrap_call(behaviour, observe, kind, service, method)
+        return make(
+            wrapped,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    return handler
+
+
+def _wrap_call(behaviour: Any, observe: Observe, kind: str, service: str, method: str) -> Any:
+    # Also covers streaming methods written with `await context.write(...)`.
+    async def call(request: Any, context: Ctx) -> Any:
+        async with observe(kind, service, method, context):
+            result = behaviour(request, context)
+            return await result if inspect.isawaitable(result) else result
+
+    return call
+
+
+def _wrap_stream(behaviour: Any, observe: Observe, kind: str, service: str, method: str) -> Any:
+    async def stream(request: Any, context: Ctx) -> AsyncIterator[Any]:
+        async with observe(kind, service, method, context):
+            async for response in behaviour(request, context):
+                yield response
+
+    return stream
