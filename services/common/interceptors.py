@@ -15,9 +15,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
+import asyncpg
 import grpc
 from grpc.aio import ServicerContext
 
+from . import errors
 from .logs import request_id_var
 from .metrics import GrpcServerMetrics
 
@@ -40,6 +42,30 @@ def status_of(context: Ctx, error: BaseException | None) -> grpc.StatusCode:
     if isinstance(error, BaseException) and type(error).__name__ == "CancelledError":
         return grpc.StatusCode.CANCELLED
     return grpc.StatusCode.UNKNOWN
+
+
+_DOMAIN_CODES: tuple[tuple[type[errors.DomainError], grpc.StatusCode], ...] = (
+    (errors.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.NotFound, grpc.StatusCode.NOT_FOUND),
+    (errors.FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.Unavailable, grpc.StatusCode.UNAVAILABLE),
+)
+# Raised by asyncpg when PostgreSQL is down or the connection dropped mid-call.
+_DATABASE_DOWN = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
+
+
+def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str] | None:
+    """The one mapping from domain (and database-down) errors to gRPC codes;
+    None for anything else, which is a bug and surfaces as UNKNOWN."""
+    for kind, code in _DOMAIN_CODES:
+        if isinstance(exc, kind):
+            return code, str(exc)
+    if isinstance(exc, errors.DomainError):
+        return grpc.StatusCode.FAILED_PRECONDITION, str(exc)
+    if isinstance(exc, _DATABASE_DOWN):
+        return grpc.StatusCode.UNAVAILABLE, (
+            f"database unavailable ({type(exc).__name__}: {exc}); nothing was changed, retry later")
+    return None
 
 
 def incoming_request_id(context: Ctx) -> str:
@@ -110,6 +136,12 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type
         error: BaseException | None = None
         try:
             yield
+        except Exception as exc:
+            mapped = status_for(exc)
+            if mapped is None:
+                error = exc
+                raise
+            await context.abort(*mapped)
         except BaseException as exc:
             error = exc
             raise

@@ -44,7 +44,7 @@ _TESTCONTAINERS_ENV = {
 }
 
 
-def _set_testcontainers_defaults() -> None:
+def set_testcontainers_defaults() -> None:
     """Set the testcontainers environment defaults (see the module docstring)."""
     for key, value in _TESTCONTAINERS_ENV.items():
         os.environ.setdefault(key, value)
@@ -88,7 +88,7 @@ def start_postgres_container(
     Raises whatever testcontainers raises when the engine is missing or the
     container does not become ready; check ``docker_available()`` first.
     """
-    _set_testcontainers_defaults()
+    set_testcontainers_defaults()
     from testcontainers.community.postgres import PostgresContainer
 
     container = PostgresContainer(
