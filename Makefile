@@ -36,7 +36,7 @@ test-e2e: proto
 	$(PY) -m pytest -m e2e $(PYTEST_ARGS)
 
 lint: proto
-	$(VENV)/bin/ruff check services tests tools bench
+	$(VENV)/bin/ruff check services tests tools $(wildcard bench)
 	@mkdir -p build/typecheck && ln -sfn ../../services build/typecheck/npanel
 	$(VENV)/bin/mypy -p npanel -p tests -p tools
 
