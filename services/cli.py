@@ -16,10 +16,13 @@ from collections.abc import Callable, Sequence
 from npanel.common import audit, db, migrations
 from npanel.common.server import Service, serve_forever
 from npanel.common.settings import DatabaseSettings, ServiceSettings, SettingsError
+from npanel.flagd import cli as flagd_cli
 
 # Service name -> "module:factory"; the factory takes ServiceSettings, returns a Service.
 # Each service adds itself here when it lands (flagd: issue 3, cgroupd: 4, ...).
-SERVICES: dict[str, str] = {}
+SERVICES: dict[str, str] = {
+    "flagd": "npanel.flagd.main:build",
+}
 
 
 def load_service(name: str) -> Callable[[ServiceSettings], Service]:
@@ -106,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     verify = audit_sub.add_parser("verify", help="check the audit log's hash chain")
     verify.add_argument("--json", action="store_true", help="machine-readable output")
     verify.set_defaults(func=cmd_audit_verify)
+
+    flagd_cli.add_commands(sub)
 
     dev = sub.add_parser("dev", help="run PostgreSQL and every service locally")
     dev.add_argument("--state-dir", default=".npanel", help="where data lives (default .npanel)")

@@ -10,6 +10,7 @@ import pytest
 import pytest_asyncio
 
 from tests.support import database
+from tests.support.flagd import Replica, start_replica
 from tests.support.tiers import TIERS, in_ci, missing_prerequisite
 
 _collected: Counter[str] = Counter()
@@ -98,3 +99,10 @@ async def conn(database_url: str) -> AsyncIterator[asyncpg.Connection]:
     connection = await asyncpg.connect(database_url)
     yield connection
     await connection.close()
+
+
+@pytest_asyncio.fixture
+async def flagd(database_url: str) -> AsyncIterator[Replica]:
+    """A running flagd replica on the test's database."""
+    async with start_replica(database_url) as replica:
+        yield replica

@@ -6,6 +6,11 @@ Generated code is never committed: `make proto` and the package build
 A proto under protos/npanel/<pkg>/... imports as npanel.<pkg>...; because the
 import package `npanel` is the folder services/, its generated modules are
 placed under services/<pkg>/....
+
+Protos of other projects keep their proto package (the wire names) but get a
+Python home inside npanel through protoc's virtual paths: protos/flagd/... (the
+OpenFeature flagd protocol, proto package flagd.evaluation.v1) is generated as
+npanel.openfeature.... That avoids a second top-level Python package.
 """
 
 from __future__ import annotations
@@ -18,8 +23,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "protos"
-# Top-level proto folder -> folder that holds that import package.
-PLACEMENT = {"npanel": ROOT / "services"}
+SERVICES = ROOT / "services"
+# Folder under protos/ -> the virtual path protoc gives its files (= Python package).
+VIRTUAL_ROOTS = {"npanel": "npanel", "flagd": "npanel/openfeature"}
 
 
 def _plugin(name: str) -> str:
@@ -31,35 +37,39 @@ def _plugin(name: str) -> str:
     return found
 
 
-def _protoc(out: Path, protos: list[Path]) -> None:
+def _protoc(out: Path, folder: str, virtual: str) -> None:
     import grpc_tools  # the build dependency that ships protoc
 
     well_known = Path(grpc_tools.__file__).parent / "_proto"
+    disk = PROTO_ROOT / folder
+    protos = [f"{virtual}/{p.relative_to(disk)}" for p in sorted(disk.rglob("*.proto"))]
     args = [
         sys.executable, "-m", "grpc_tools.protoc",
-        f"-I{PROTO_ROOT}", f"-I{well_known}",
-        f"--python_out={out}", f"--pyi_out={out}", f"--grpc_python_out={out}",
+        f"-I{virtual}={disk}", f"-I{PROTO_ROOT}", f"-I{well_known}",
+        f"--python_out={out}", f"--grpc_python_out={out}",
+        # mypy-protobuf's stubs, not protoc's --pyi_out: those fail mypy --strict.
+        f"--plugin=protoc-gen-mypy={_plugin('protoc-gen-mypy')}", f"--mypy_out=quiet:{out}",
         f"--plugin=protoc-gen-mypy_grpc={_plugin('protoc-gen-mypy_grpc')}",
-        f"--mypy_grpc_out={out}",
-        *[str(p.relative_to(PROTO_ROOT)) for p in protos],
+        f"--mypy_grpc_out=quiet:{out}",
+        *protos,
     ]
     subprocess.run(args, check=True)
 
 
 def generate() -> list[Path]:
     """Generate every proto and place the modules; return the files written."""
-    protos = sorted(PROTO_ROOT.rglob("*.proto"))
     written: list[Path] = []
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        _protoc(out, protos)
-        for top, dest in PLACEMENT.items():
-            for src in (out / top).rglob("*"):
-                if src.is_file():
-                    target = dest / src.relative_to(out / top)
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copyfile(src, target)
-                    written.append(target)
+        for folder, virtual in VIRTUAL_ROOTS.items():
+            if (PROTO_ROOT / folder).is_dir():
+                _protoc(out, folder, virtual)
+        for src in (out / "npanel").rglob("*"):
+            if src.is_file():
+                target = SERVICES / src.relative_to(out / "npanel")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, target)
+                written.append(target)
     return written
 
 

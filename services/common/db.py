@@ -73,3 +73,16 @@ async def create_pool(settings: DatabaseSettings, application: str) -> asyncpg.P
         settings.url,
         settings.connect_timeout_s,
     )
+
+
+async def open_pool(settings: DatabaseSettings, application: str) -> asyncpg.Pool:
+    """A service's start-up: wait for PostgreSQL, apply pending migrations (safe
+    while other services do the same), then open the pool."""
+    from . import migrations
+
+    conn = await connect(settings, f"{application}-migrate")
+    try:
+        await migrations.migrate(conn)
+    finally:
+        await conn.close()
+    return await create_pool(settings, application)

@@ -50,8 +50,10 @@ _DOMAIN_CODES: tuple[tuple[type[errors.DomainError], grpc.StatusCode], ...] = (
     (errors.FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.Unavailable, grpc.StatusCode.UNAVAILABLE),
 )
-# Raised by asyncpg when PostgreSQL is down or the connection dropped mid-call.
-_DATABASE_DOWN = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
+# Raised by asyncpg when PostgreSQL is down, restarting (SQLSTATE class 57:
+# admin shutdown, cannot connect now) or the connection dropped mid-call.
+_DATABASE_DOWN = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+                  asyncpg.exceptions.OperatorInterventionError)
 
 
 def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str] | None:

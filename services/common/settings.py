@@ -147,6 +147,20 @@ class DatabaseSettings:
 
 
 @dataclass(frozen=True)
+class CliSettings:
+    """Where the operator commands send their calls."""
+
+    flagd_address: str
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> CliSettings:
+        env = Env(os.environ if environ is None else environ)
+        settings = cls(flagd_address=env.address("NPANEL_FLAGD_ADDRESS", "127.0.0.1:50051"))
+        env.check()
+        return settings
+
+
+@dataclass(frozen=True)
 class ServiceSettings:
     """What every service needs: where to listen, the database, logging, shutdown."""
 

@@ -1,0 +1,45 @@
+"""Conversions between flagd's model and its protobuf messages, both ways."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from .evaluator import Evaluation
+from .model import Flag, Toggle
+from .v1 import flagd_pb2 as pb
+
+
+def _ts(value: datetime) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(value)
+    return ts
+
+
+def flag_pb(flag: Flag) -> pb.Flag:
+    return pb.Flag(
+        name=flag.name, description=flag.description, track=flag.track, enabled=flag.enabled,
+        rollout_percent=flag.rollout_percent, required=flag.required,
+        created_at=_ts(flag.created_at), updated_at=_ts(flag.updated_at), revision=flag.revision)
+
+
+def evaluation_pb(e: Evaluation) -> pb.Evaluation:
+    return pb.Evaluation(flag=e.flag, value=e.value, reason=pb.Reason.Value(e.reason.value),
+                         revision=e.revision, error=e.error)
+
+
+def toggle_pb(t: Toggle) -> pb.Toggle:
+    return pb.Toggle(
+        id=t.id, flag=t.flag, actor=t.actor, action=t.action,
+        previous_enabled=t.previous_enabled, previous_rollout_percent=t.previous_rollout_percent,
+        new_enabled=t.new_enabled, new_rollout_percent=t.new_rollout_percent, reason=t.reason,
+        request_id=t.request_id, created_at=_ts(t.created_at), revision=t.revision)
+
+
+def flag_from_pb(message: pb.Flag) -> Flag:
+    return Flag(
+        name=message.name, description=message.description, track=message.track,
+        enabled=message.enabled, rollout_percent=message.rollout_percent, required=message.required,
+        created_at=message.created_at.ToDatetime(tzinfo=UTC),
+        updated_at=message.updated_at.ToDatetime(tzinfo=UTC), revision=message.revision)
