@@ -13,6 +13,8 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 
+import grpc
+
 from npanel.common import audit, db, migrations
 from npanel.common.server import Service, serve_forever
 from npanel.common.settings import DatabaseSettings, ServiceSettings, SettingsError
@@ -86,6 +88,25 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     return asyncio.run(_verify_audit(DatabaseSettings.from_environ(), args.json))
 
 
+async def _probe(address: str, service: str, timeout_s: float) -> str:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    async with grpc.aio.insecure_channel(address) as channel:
+        response = await health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=service), timeout=timeout_s)
+    return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    """grpc.health.v1 Check; exit 0 only when SERVING (for compose and systemd)."""
+    try:
+        status = asyncio.run(_probe(args.address, args.service, args.timeout))
+    except grpc.aio.AioRpcError as exc:
+        status = f"{exc.code().name} ({exc.details()})"
+    print(f"{args.address} {args.service or '(server)'}: {status}")
+    return 0 if status == "SERVING" else 1
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     from npanel.common import devstack
 
@@ -109,6 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
     verify = audit_sub.add_parser("verify", help="check the audit log's hash chain")
     verify.add_argument("--json", action="store_true", help="machine-readable output")
     verify.set_defaults(func=cmd_audit_verify)
+
+    probe = sub.add_parser("probe", help="gRPC health check of a service; exit 0 when SERVING")
+    probe.add_argument("address", help="host:port or unix:/path")
+    probe.add_argument("--service", default="", help="service name (default: the whole server)")
+    probe.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")
+    probe.set_defaults(func=cmd_probe)
 
     flagd_cli.add_commands(sub)
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import Message
 
 from npanel.common.output import emit, fail, table
 from npanel.common.settings import CliSettings
@@ -27,6 +28,11 @@ if TYPE_CHECKING:  # the async stub type exists only in the generated .pyi
 TIMEOUT_S = 10.0
 
 
+def _json(message: Message) -> dict[str, Any]:
+    # Every field, false and zero included: a program must not guess defaults.
+    return MessageToDict(message, always_print_fields_with_no_presence=True)
+
+
 def _flag_row(f: pb.Flag) -> dict[str, Any]:
     return {"name": f.name, "track": f.track, "enabled": f.enabled, "rollout": f"{f.rollout_percent}%",
             "required": f.required, "revision": f.revision, "description": f.description}
@@ -35,13 +41,13 @@ def _flag_row(f: pb.Flag) -> dict[str, Any]:
 async def _list(stub: Stub, args: argparse.Namespace) -> tuple[Any, str]:
     response = await stub.ListFlags(pb.ListFlagsRequest(), timeout=TIMEOUT_S)
     rows = [_flag_row(f) for f in response.flags]
-    return MessageToDict(response), table(rows, ["name", "track", "enabled", "rollout", "revision",
+    return _json(response), table(rows, ["name", "track", "enabled", "rollout", "revision",
                                                  "description"])
 
 
 async def _show(stub: Stub, args: argparse.Namespace) -> tuple[Any, str]:
     flag = await stub.GetFlag(pb.GetFlagRequest(name=args.name), timeout=TIMEOUT_S)
-    return MessageToDict(flag), "\n".join(f"{k:<12} {v}" for k, v in _flag_row(flag).items())
+    return _json(flag), "\n".join(f"{k:<12} {v}" for k, v in _flag_row(flag).items())
 
 
 def _setter(**fields: Any) -> Callable[[Stub, argparse.Namespace], Awaitable[tuple[Any, str]]]:
@@ -50,7 +56,7 @@ def _setter(**fields: Any) -> Callable[[Stub, argparse.Namespace], Awaitable[tup
         flag = await stub.SetFlag(pb.SetFlagRequest(
             name=args.name, actor=args.actor, reason=args.reason, **values), timeout=TIMEOUT_S)
         state = "enabled" if flag.enabled else "disabled"
-        return MessageToDict(flag), f"{flag.name}: {state}, rollout {flag.rollout_percent}% " \
+        return _json(flag), f"{flag.name}: {state}, rollout {flag.rollout_percent}% " \
                                     f"(revision {flag.revision})"
     return run
 
@@ -59,7 +65,7 @@ async def _disable_all(stub: Stub, args: argparse.Namespace) -> tuple[Any, str]:
     response = await stub.DisableAll(pb.DisableAllRequest(actor=args.actor, reason=args.reason),
                                      timeout=TIMEOUT_S)
     names = ", ".join(response.disabled) or "none were enabled"
-    return MessageToDict(response), f"disabled: {names} (revision {response.revision})"
+    return _json(response), f"disabled: {names} (revision {response.revision})"
 
 
 async def _history(stub: Stub, args: argparse.Namespace) -> tuple[Any, str]:
@@ -70,7 +76,7 @@ async def _history(stub: Stub, args: argparse.Namespace) -> tuple[Any, str]:
              "change": f"{_state(t.previous_enabled, t.previous_rollout_percent)} -> "
                        f"{_state(t.new_enabled, t.new_rollout_percent)}",
              "reason": t.reason} for t in response.toggles]
-    return MessageToDict(response), table(rows, ["time", "flag", "action", "actor", "change", "reason"])
+    return _json(response), table(rows, ["time", "flag", "action", "actor", "change", "reason"])
 
 
 def _state(enabled: bool, rollout: int) -> str:

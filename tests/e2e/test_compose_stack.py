@@ -6,6 +6,7 @@ own checks here as it joins deploy/compose.yaml.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from collections.abc import Iterator
@@ -56,6 +57,31 @@ def test_migrate_runs_once_and_exits_cleanly(stack: object) -> None:
             ["psql", "-U", "npanel", "-d", "npanel", "-c", "TRUNCATE audit_log"],
             service_name="postgres")
     assert b"append-only" in refused.value.stderr
+
+
+def _health(stack: object, service: str) -> str | None:
+    for c in stack.get_containers(include_all=True):  # type: ignore[attr-defined]
+        if c.Service == service:
+            return str(c.Health) if c.Health else None
+    return None
+
+
+def test_flagd_turns_healthy_and_serves_the_fifteen_flags(stack: object) -> None:
+    deadline = time.monotonic() + 120
+    while _health(stack, "flagd") != "healthy" and time.monotonic() < deadline:
+        time.sleep(1)
+    assert _health(stack, "flagd") == "healthy"
+    out, _err, code = stack.exec_in_container(  # type: ignore[attr-defined]
+        ["npanel", "flags", "--json", "list"], service_name="flagd")
+    assert code == 0
+    flags = json.loads(out)["flags"]
+    assert len(flags) == 15 and not any(f.get("enabled") for f in flags)
+
+
+def test_only_published_ports_are_on_loopback(stack: object) -> None:
+    for c in stack.get_containers(include_all=True):  # type: ignore[attr-defined]
+        for p in c.Publishers or []:
+            assert not p.PublishedPort or p.URL in ("127.0.0.1", "localhost"), (c.Service, p)
 
 
 def test_postgres_publishes_no_port(stack: object) -> None:
