@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-unit test-integration test-e2e lint proto images bench clean venv
+.PHONY: run test test-unit test-integration test-e2e test-vm lint proto images bench clean venv
 
 # A venv with exactly the pinned versions (constraints.txt), the package installed
 # editable, and the protobuf code generated.
@@ -35,10 +35,15 @@ test-integration: proto
 test-e2e: proto
 	$(PY) -m pytest -m e2e $(PYTEST_ARGS)
 
+# The cgroup_vm tier alone: one virtme-ng boot of a full cgroup v2 kernel.
+test-vm: proto
+	scripts/run-vm-tests.sh build/vm-tests
+
 lint: proto
 	$(VENV)/bin/ruff check services tests tools $(wildcard bench)
 	@mkdir -p build/typecheck && ln -sfn ../../services build/typecheck/npanel
 	$(VENV)/bin/mypy -p npanel -p tests -p tools
+	@if ls bench/*.py >/dev/null 2>&1; then $(VENV)/bin/mypy bench/*.py; fi
 
 # Offline images: base and PostgreSQL via debootstrap, then the npanel image
 # from a wheelhouse built here (see deploy/ and scripts/).

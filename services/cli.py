@@ -15,15 +15,21 @@ from collections.abc import Callable, Sequence
 
 import grpc
 
+from npanel.cgroupd import cli as accounts_cli
 from npanel.common import audit, db, migrations
 from npanel.common.server import Service, serve_forever
 from npanel.common.settings import DatabaseSettings, ServiceSettings, SettingsError
 from npanel.flagd import cli as flagd_cli
+from npanel.gateway import cli as gateway_cli
+from npanel.watchdogd import cli as watchdog_cli
 
 # Service name -> "module:factory"; the factory takes ServiceSettings, returns a Service.
 # Each service adds itself here when it lands (flagd: issue 3, cgroupd: 4, ...).
 SERVICES: dict[str, str] = {
+    "gateway": "npanel.gateway.main:build",
     "flagd": "npanel.flagd.main:build",
+    "cgroupd": "npanel.cgroupd.main:build",
+    "watchdogd": "npanel.watchdogd.main:build",
 }
 
 
@@ -138,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     probe.set_defaults(func=cmd_probe)
 
     flagd_cli.add_commands(sub)
+    accounts_cli.add_commands(sub)
+    watchdog_cli.add_commands(sub)
+    gateway_cli.add_commands(sub)
 
     dev = sub.add_parser("dev", help="run PostgreSQL and every service locally")
     dev.add_argument("--state-dir", default=".npanel", help="where data lives (default .npanel)")

@@ -38,14 +38,16 @@ def _plugin(name: str) -> str:
 
 
 def _protoc(out: Path, folder: str, virtual: str) -> None:
+    import google.api  # googleapis-common-protos: google/api/*.proto (http annotations)
     import grpc_tools  # the build dependency that ships protoc
 
     well_known = Path(grpc_tools.__file__).parent / "_proto"
+    googleapis = Path(google.api.__path__[0]).parent.parent
     disk = PROTO_ROOT / folder
     protos = [f"{virtual}/{p.relative_to(disk)}" for p in sorted(disk.rglob("*.proto"))]
     args = [
         sys.executable, "-m", "grpc_tools.protoc",
-        f"-I{virtual}={disk}", f"-I{PROTO_ROOT}", f"-I{well_known}",
+        f"-I{virtual}={disk}", f"-I{PROTO_ROOT}", f"-I{well_known}", f"-I{googleapis}",
         f"--python_out={out}", f"--grpc_python_out={out}",
         # mypy-protobuf's stubs, not protoc's --pyi_out: those fail mypy --strict.
         f"--plugin=protoc-gen-mypy={_plugin('protoc-gen-mypy')}", f"--mypy_out=quiet:{out}",

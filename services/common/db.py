@@ -86,3 +86,25 @@ async def open_pool(settings: DatabaseSettings, application: str) -> asyncpg.Poo
     finally:
         await conn.close()
     return await create_pool(settings, application)
+
+
+class LazyPool:
+    """A pool that exists from service start on. Servicers are built before the
+    bootstrap calls start(), so their stores hold this and answer UNAVAILABLE
+    ("still starting") until the pool is attached."""
+
+    def __init__(self, service: str) -> None:
+        self._service = service
+        self._pool: asyncpg.Pool | None = None
+
+    def attach(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            from .errors import Unavailable
+
+            raise Unavailable(f"{self._service} is still starting (database not connected yet); "
+                              "retry shortly")
+        return self._pool

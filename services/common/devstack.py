@@ -9,18 +9,20 @@ services first (SIGTERM, graceful), then PostgreSQL.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 import asyncpg
 
-from npanel.common import migrations
+from npanel.common import db, migrations
 from npanel.common.pgembed import EmbeddedPostgres
 from npanel.common.settings import SERVICE_PORTS
 
@@ -54,10 +56,85 @@ async def _migrate(url: str) -> None:
     say(f"database migrated ({len(applied)} applied now)" if applied else "database is up to date")
 
 
-def _start_child(name: str, url: str, logs: Path) -> Child:
+async def _dev_token(url: str, held: str) -> str:
+    """The development admin token: `held` while it still works, else a new one."""
+    from npanel.gateway.store import TokenStore
+
+    pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
+    try:
+        lazy = db.LazyPool("npanel dev")
+        lazy.attach(pool)
+        store = TokenStore(lazy)
+        token = await store.lookup(held) if held else None
+        if token is not None and token.revoked_at is None:
+            return held
+        taken = await pool.fetchval("SELECT count(*) FROM api_tokens WHERE name LIKE 'dev-admin%'")
+        _, secret = await store.create(f"dev-admin-{taken + 1}", "admin", 0, "npanel dev")
+        return secret
+    finally:
+        await pool.close()
+
+
+def _keep_token(url: str, path: Path) -> str:
+    """Only a token's hash is in the database, so the secret is kept in a file
+    (mode 0600) that the operator commands read when run from this folder."""
+    held = path.read_text().strip() if path.is_file() else ""
+    secret = asyncio.run(_dev_token(url, held))
+    if secret != held:
+        path.touch(mode=0o600)
+        path.write_text(secret + "\n")
+    return secret
+
+
+def cgroupd_env(state: Path, environ: Mapping[str, str]) -> dict[str, str]:
+    """cgroupd's mode for the local stack: the kernel when /sys/fs/cgroup is a
+    writable cgroup2 offering cpu, memory and pids, else the named simulation
+    (ARCHITECTURE.md "Local default") over state/cgroup-sim. An explicit
+    NPANEL_CGROUPD_MODE wins."""
+    if environ.get("NPANEL_CGROUPD_MODE"):
+        return {}
+    offered = Path("/sys/fs/cgroup/cgroup.controllers")
+    usable = (offered.exists() and {"cpu", "memory", "pids"} <= set(offered.read_text().split())
+              and os.access("/sys/fs/cgroup", os.W_OK))
+    if usable:
+        return {"NPANEL_CGROUPD_MODE": "kernel"}
+    say("cgroupd: no writable cgroup v2 with cpu/memory/pids here: SIMULATION mode (nothing enforced)")
+    return {"NPANEL_CGROUPD_MODE": "simulation",
+            "NPANEL_CGROUP_ROOT": str(state / "cgroup-sim" / "npanel.slice")}
+
+
+def _toml(value: object) -> str:
+    """A TOML value for strings, lists of strings and flat tables (JSON string
+    escapes are valid TOML basic strings)."""
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+def write_watchdog_targets(path: Path, names: list[str], logs: Path) -> None:
+    """One `process` target per service: watchdogd starts, checks and restarts
+    them (restarts only while the agent_watchdog flag is on)."""
+    lines = ["# Written by `npanel dev` at each start: the services watchdogd supervises."]
+    for name in names:
+        env = {"NPANEL_LOG_FORMAT": "text"}
+        if name == "cgroupd":
+            env |= cgroupd_env(logs.parent, os.environ)
+        check = {"kind": "grpc", "address": f"127.0.0.1:{SERVICE_PORTS[name][0]}",
+                 "interval_s": 2, "timeout_s": 1}
+        driver = {"kind": "process", "command": [sys.executable, "-m", "npanel.cli", "serve", name],
+                  "env": env, "log_file": str(logs / f"{name}.log")}
+        lines += [f"[targets.{name}]", f"check = {_toml(check)}", f"driver = {_toml(driver)}", ""]
+    path.write_text("\n".join(lines))
+
+
+def _start_child(name: str, url: str, logs: Path, extra: Mapping[str, str] | None = None) -> Child:
     log_path = logs / f"{name}.log"
     log_file = log_path.open("ab")
-    env = {**os.environ, "NPANEL_DATABASE_URL": url, "NPANEL_LOG_FORMAT": "text"}
+    env = {**os.environ, "NPANEL_DATABASE_URL": url, "NPANEL_LOG_FORMAT": "text", **(extra or {})}
+    if name == "cgroupd":
+        env = {**env, **cgroupd_env(logs.parent, os.environ)}
     process = subprocess.Popen(
         [sys.executable, "-m", "npanel.cli", "serve", name],
         env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
@@ -81,17 +158,17 @@ def _stop_children(children: list[Child]) -> None:
         say(f"{child.name} stopped (exit code {child.process.returncode})")
 
 
-def _print_endpoints(url: str, children: list[Child]) -> None:
+def _print_endpoints(url: str, names: list[str], logs: Path) -> None:
     say(f"PostgreSQL  {url}")
-    for child in children:
-        grpc_port, metrics_port = SERVICE_PORTS.get(child.name, (0, 0))
-        say(f"{child.name:<11} grpc 127.0.0.1:{grpc_port}  metrics "
-            f"http://127.0.0.1:{metrics_port}/metrics  log {child.log_path}")
+    for name in names:
+        grpc_port, metrics_port = SERVICE_PORTS.get(name, (0, 0))
+        say(f"{name:<11} grpc 127.0.0.1:{grpc_port}  metrics "
+            f"http://127.0.0.1:{metrics_port}/metrics  log {logs / f'{name}.log'}")
 
 
 def _wait(children: list[Child]) -> None:
-    """Until Ctrl-C or SIGTERM; a child that exits is reported, not restarted
-    (restarting is watchdogd's job once it runs here)."""
+    """Until Ctrl-C or SIGTERM; a child that exits is reported, not restarted here
+    (watchdogd restarts the services it supervises)."""
     reported: set[str] = set()
     while True:
         for child in children:
@@ -100,6 +177,19 @@ def _wait(children: list[Child]) -> None:
                 reported.add(child.name)
                 say(f"{child.name} exited with code {code}; see {child.log_path}")
         time.sleep(0.5)
+
+
+def _start_services(names: list[str], url: str, state: Path, logs: Path) -> list[Child]:
+    """watchdogd alone, supervising the others as process targets; without it, each directly."""
+    if "watchdogd" not in names:
+        return [_start_child(name, url, logs) for name in names]
+    targets = state / "watchdog-targets.toml"
+    supervised = [n for n in names if n != "watchdogd"]
+    write_watchdog_targets(targets, supervised, logs)
+    say(f"watchdogd supervises {', '.join(supervised)} ({targets}); it restarts them once "
+        "`npanel flags enable agent_watchdog` is set")
+    return [_start_child("watchdogd", url, logs, {
+        "NPANEL_WATCHDOGD_DEFAULT_TARGETS": "none", "NPANEL_WATCHDOGD_TARGETS_FILE": str(targets)})]
 
 
 def _raise_interrupt(_signum: int, _frame: object) -> None:
@@ -118,10 +208,14 @@ def run(options: DevOptions) -> int:
     try:
         url = pg.start()
         asyncio.run(_migrate(url))
-        children = [_start_child(name, url, logs) for name in sorted(SERVICES)]
-        if not children:
-            say("no services are built yet (flagd arrives with issue 3); PostgreSQL is running")
-        _print_endpoints(url, children)
+        token_path = state / "dev-admin-token"
+        secret = _keep_token(url, token_path)
+        children = _start_services(sorted(SERVICES), url, state, logs)
+        _print_endpoints(url, sorted(SERVICES), logs)
+        say(f"admin token {secret} (in {token_path}; the npanel commands read it from there)")
+        if "gateway" in SERVICES:
+            say("try: npanel flags list    or    curl -H 'Authorization: Bearer <token>' "
+                "http://127.0.0.1:8080/v1/flags")
         say("running; press Ctrl-C to stop")
         _wait(children)
     except KeyboardInterrupt:

@@ -34,3 +34,19 @@ class FailedPrecondition(DomainError):
 
 class Unavailable(DomainError):
     """A dependency (usually the database) is down; retrying later may work."""
+
+
+class Unauthenticated(DomainError):
+    """No valid credentials came with the request."""
+
+
+class PermissionDenied(DomainError):
+    """The caller is known but its role does not allow the request."""
+
+
+class ResourceExhausted(DomainError):
+    """A rate limit refused the request; retrying after `retry_after_s` may work."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(message)

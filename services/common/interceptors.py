@@ -20,12 +20,15 @@ import grpc
 from grpc.aio import ServicerContext
 
 from . import errors
-from .logs import request_id_var
+from .logs import actor_var, request_id_var
 from .metrics import GrpcServerMetrics
 
 log = logging.getLogger(__name__)
 
 REQUEST_ID_KEY = "x-request-id"
+# Set by the gateway to the caller's token name. Backends are reachable only
+# from the gateway (ARCHITECTURE.md), so they trust it as the actor of a change.
+ACTOR_KEY = "x-npanel-actor"
 _CODES_BY_VALUE = {c.value[0]: c for c in grpc.StatusCode}
 Ctx = ServicerContext[Any, Any]
 
@@ -49,6 +52,9 @@ _DOMAIN_CODES: tuple[tuple[type[errors.DomainError], grpc.StatusCode], ...] = (
     (errors.NotFound, grpc.StatusCode.NOT_FOUND),
     (errors.FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.Unavailable, grpc.StatusCode.UNAVAILABLE),
+    (errors.Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
+    (errors.PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
+    (errors.ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
 )
 # Raised by asyncpg when PostgreSQL is down, restarting (SQLSTATE class 57:
 # admin shutdown, cannot connect now) or the connection dropped mid-call.
@@ -71,10 +77,14 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str] | None:
 
 
 def incoming_request_id(context: Ctx) -> str:
-    for key, value in context.invocation_metadata() or ():
-        if key == REQUEST_ID_KEY and isinstance(value, str) and 0 < len(value) <= 128:
+    return _metadata(context, REQUEST_ID_KEY) or uuid.uuid4().hex
+
+
+def _metadata(context: Ctx, key: str) -> str:
+    for name, value in context.invocation_metadata() or ():
+        if name == key and isinstance(value, str) and 0 < len(value) <= 128:
             return value
-    return uuid.uuid4().hex
+    return ""
 
 
 class InFlight:
@@ -129,6 +139,7 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type
         self, kind: str, service: str, method: str, context: Ctx
     ) -> AsyncIterator[None]:
         token = request_id_var.set(incoming_request_id(context))
+        actor_token = actor_var.set(_metadata(context, ACTOR_KEY))
         labels = (kind, service, method)
         counted = kind in ("unary_unary", "stream_unary")
         if counted:
@@ -157,6 +168,8 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type
                 self.in_flight.exit()
             with suppress(ValueError):  # a stream closed from another context
                 request_id_var.reset(token)
+            with suppress(ValueError):
+                actor_var.reset(actor_token)
 
 
 Observe = Callable[[str, str, str, Ctx], Any]

@@ -14,6 +14,8 @@ from contextvars import ContextVar
 from typing import Any
 
 request_id_var: ContextVar[str] = ContextVar("npanel_request_id", default="")
+# Who makes the current call, as the gateway authenticated it ("" when unknown).
+actor_var: ContextVar[str] = ContextVar("npanel_actor", default="")
 
 # Attributes every LogRecord has; anything else was passed with extra= and is kept.
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message"}

@@ -84,7 +84,14 @@ def build_server(
 ) -> tuple[grpc.aio.Server, HealthServicer]:
     server = grpc.aio.server(
         interceptors=[ObservabilityInterceptor(GrpcServerMetrics.create(registry), in_flight)],
-        options=[("grpc.so_reuseport", 0)],
+        options=[
+            ("grpc.so_reuseport", 0),
+            # Clients (the flag client, watchdogd's probes) send keepalive pings every
+            # 10 s to notice a dead peer; gRPC's default would answer those with
+            # GOAWAY "too_many_pings" after a few, cutting the stream.
+            ("grpc.http2.min_recv_ping_interval_without_data_ms", 5000),
+            ("grpc.keepalive_permit_without_calls", 1),
+        ],
     )
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)

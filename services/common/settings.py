@@ -151,11 +151,86 @@ class CliSettings:
     """Where the operator commands send their calls."""
 
     flagd_address: str
+    watchdogd_address: str = "127.0.0.1:50053"
+    cgroupd_address: str = "127.0.0.1:50052"
+    gateway_address: str = "127.0.0.1:50050"
+    token: str = ""
+    token_file: str = ""
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> CliSettings:
         env = Env(os.environ if environ is None else environ)
-        settings = cls(flagd_address=env.address("NPANEL_FLAGD_ADDRESS", "127.0.0.1:50051"))
+        settings = cls(flagd_address=env.address("NPANEL_FLAGD_ADDRESS", "127.0.0.1:50051"),
+                       watchdogd_address=env.address("NPANEL_WATCHDOGD_ADDRESS", "127.0.0.1:50053"),
+                       cgroupd_address=env.address("NPANEL_CGROUPD_ADDRESS", "127.0.0.1:50052"),
+                       gateway_address=env.address("NPANEL_GATEWAY_ADDRESS", "127.0.0.1:50050"),
+                       token=env.text("NPANEL_TOKEN", ""),
+                       token_file=env.text("NPANEL_TOKEN_FILE", ""))
+        env.check()
+        return settings
+
+
+WATCHDOG_DEFAULT_TARGETS = ("none", "systemd")
+
+
+@dataclass(frozen=True)
+class WatchdogdSettings:
+    """watchdogd's own settings, besides ServiceSettings.
+
+    NOTIFY_SOCKET and WATCHDOG_USEC are systemd's names for the sd_notify socket
+    and the WatchdogSec= interval; they are set only when run under systemd.
+    """
+
+    flagd_address: str
+    targets_file: str
+    default_targets: str
+    docker_socket: str
+    systemctl: str
+    notify_socket: str
+    watchdog_usec: int
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> WatchdogdSettings:
+        env = Env(os.environ if environ is None else environ)
+        settings = cls(
+            flagd_address=env.address("NPANEL_FLAGD_ADDRESS", "127.0.0.1:50051"),
+            targets_file=env.text("NPANEL_WATCHDOGD_TARGETS_FILE", ""),
+            default_targets=env.choice("NPANEL_WATCHDOGD_DEFAULT_TARGETS", "systemd",
+                                       WATCHDOG_DEFAULT_TARGETS),
+            docker_socket=env.text("NPANEL_DOCKER_SOCKET", "/var/run/docker.sock"),
+            systemctl=env.text("NPANEL_WATCHDOGD_SYSTEMCTL", "systemctl"),
+            notify_socket=env.text("NOTIFY_SOCKET", ""),
+            watchdog_usec=env.integer("WATCHDOG_USEC", 0, low=0, high=2**63 - 1),
+        )
+        env.check()
+        return settings
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    http_listen: str
+    backends: Mapping[str, str]  # backend name -> gRPC address
+    rate_limit_ip_per_min: int
+    rate_limit_token_per_min: int
+    max_body_bytes: int
+    deadline_s: float
+    flag_wait_s: float  # how long start-up waits for flagd's first snapshot
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> GatewaySettings:
+        env = Env(os.environ if environ is None else environ)
+        backends = {name: env.address(f"NPANEL_{name.upper()}_ADDRESS", f"127.0.0.1:{ports[0]}")
+                    for name, ports in SERVICE_PORTS.items() if name != "gateway"}
+        settings = cls(
+            http_listen=env.address("NPANEL_GATEWAY_HTTP_LISTEN", "127.0.0.1:8080"),
+            backends=backends,
+            rate_limit_ip_per_min=env.integer("NPANEL_GATEWAY_RATE_LIMIT_IP", 100, low=1, high=10**7),
+            rate_limit_token_per_min=env.integer("NPANEL_GATEWAY_RATE_LIMIT_TOKEN", 1000, low=1,
+                                                 high=10**7),
+            max_body_bytes=env.integer("NPANEL_GATEWAY_MAX_BODY", 1 << 20, low=1024, high=1 << 30),
+            deadline_s=env.number("NPANEL_GATEWAY_DEADLINE", 5.0, low=0.1, high=300),
+            flag_wait_s=env.number("NPANEL_GATEWAY_FLAG_WAIT", 5.0, low=0, high=300),
+        )
         env.check()
         return settings
 
@@ -192,3 +267,40 @@ class ServiceSettings:
             log_format=env.choice("NPANEL_LOG_FORMAT", "json", LOG_FORMATS),
             shutdown_grace_s=env.number("NPANEL_SHUTDOWN_GRACE", 10.0, low=0, high=300),
         )
+
+
+CGROUPD_MODES = ("kernel", "simulation")
+
+
+@dataclass(frozen=True)
+class CgroupdSettings:
+    """cgroupd's own settings, besides ServiceSettings("cgroupd")."""
+
+    # "kernel" refuses to start unless the root is on a cgroup2 mount;
+    # "simulation" (asked for by name only) runs over a plain directory tree.
+    mode: str
+    root: str
+    flagd_address: str
+    reconcile_interval_s: float
+    event_interval_s: float
+    # JSON package overrides (see npanel.cgroupd.model.parse_packages).
+    packages_json: str
+    operation_timeout_s: float
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> CgroupdSettings:
+        env = Env(os.environ if environ is None else environ)
+        mode = env.choice("NPANEL_CGROUPD_MODE", "kernel", CGROUPD_MODES)
+        default_root = ("/sys/fs/cgroup/npanel.slice" if mode == "kernel"
+                        else ".npanel/cgroup-sim/npanel.slice")
+        settings = cls(
+            mode=mode,
+            root=env.text("NPANEL_CGROUP_ROOT", default_root),
+            flagd_address=env.address("NPANEL_FLAGD_ADDRESS", "127.0.0.1:50051"),
+            reconcile_interval_s=env.number("NPANEL_CGROUPD_RECONCILE_INTERVAL", 60.0, low=1, high=86400),
+            event_interval_s=env.number("NPANEL_CGROUPD_EVENT_INTERVAL", 2.0, low=0.05, high=3600),
+            packages_json=env.text("NPANEL_CGROUP_PACKAGES", ""),
+            operation_timeout_s=env.number("NPANEL_CGROUPD_OPERATION_TIMEOUT", 10.0, low=0.1, high=600),
+        )
+        env.check()
+        return settings

@@ -1,24 +1,19 @@
-"""`npanel flags ...`: operator commands for feature flags.
+"""`npanel flags ...`: operator commands for feature flags, through the gateway.
 
-They talk to flagd directly (NPANEL_FLAGD_ADDRESS or --flagd) until the gateway
-exists; then they will go through it with a token.
+The actor recorded for a change is the token's name (the gateway sets it).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import getpass
-import socket
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
-from npanel.common.output import emit, fail, table
-from npanel.common.settings import CliSettings
+from npanel.common.cliclient import Handler, add_connection_options, run
+from npanel.common.output import table
 
 from .v1 import flagd_pb2 as pb
 from .v1 import flagd_pb2_grpc
@@ -38,37 +33,41 @@ def _flag_row(f: pb.Flag) -> dict[str, Any]:
             "required": f.required, "revision": f.revision, "description": f.description}
 
 
-async def _list(stub: Stub, args: argparse.Namespace) -> tuple[Any, str]:
+async def _list(channel: grpc.aio.Channel, args: argparse.Namespace) -> tuple[Any, str]:
+    stub = _stub(channel)
     response = await stub.ListFlags(pb.ListFlagsRequest(), timeout=TIMEOUT_S)
     rows = [_flag_row(f) for f in response.flags]
     return _json(response), table(rows, ["name", "track", "enabled", "rollout", "revision",
                                                  "description"])
 
 
-async def _show(stub: Stub, args: argparse.Namespace) -> tuple[Any, str]:
+async def _show(channel: grpc.aio.Channel, args: argparse.Namespace) -> tuple[Any, str]:
+    stub = _stub(channel)
     flag = await stub.GetFlag(pb.GetFlagRequest(name=args.name), timeout=TIMEOUT_S)
     return _json(flag), "\n".join(f"{k:<12} {v}" for k, v in _flag_row(flag).items())
 
 
-def _setter(**fields: Any) -> Callable[[Stub, argparse.Namespace], Awaitable[tuple[Any, str]]]:
-    async def run(stub: Stub, args: argparse.Namespace) -> tuple[Any, str]:
+def _setter(**fields: Any) -> Handler:
+    async def run(channel: grpc.aio.Channel, args: argparse.Namespace) -> tuple[Any, str]:
+        stub = _stub(channel)
         values = {k: (getattr(args, v) if isinstance(v, str) else v) for k, v in fields.items()}
         flag = await stub.SetFlag(pb.SetFlagRequest(
-            name=args.name, actor=args.actor, reason=args.reason, **values), timeout=TIMEOUT_S)
+            name=args.name, reason=args.reason, **values), timeout=TIMEOUT_S)
         state = "enabled" if flag.enabled else "disabled"
         return _json(flag), f"{flag.name}: {state}, rollout {flag.rollout_percent}% " \
                                     f"(revision {flag.revision})"
     return run
 
 
-async def _disable_all(stub: Stub, args: argparse.Namespace) -> tuple[Any, str]:
-    response = await stub.DisableAll(pb.DisableAllRequest(actor=args.actor, reason=args.reason),
-                                     timeout=TIMEOUT_S)
+async def _disable_all(channel: grpc.aio.Channel, args: argparse.Namespace) -> tuple[Any, str]:
+    stub = _stub(channel)
+    response = await stub.DisableAll(pb.DisableAllRequest(reason=args.reason), timeout=TIMEOUT_S)
     names = ", ".join(response.disabled) or "none were enabled"
     return _json(response), f"disabled: {names} (revision {response.revision})"
 
 
-async def _history(stub: Stub, args: argparse.Namespace) -> tuple[Any, str]:
+async def _history(channel: grpc.aio.Channel, args: argparse.Namespace) -> tuple[Any, str]:
+    stub = _stub(channel)
     response = await stub.ListToggles(pb.ListTogglesRequest(
         flag=args.name or "", page_size=args.limit), timeout=TIMEOUT_S)
     rows = [{"time": t.created_at.ToDatetime().isoformat(timespec="seconds"), "flag": t.flag,
@@ -83,43 +82,28 @@ def _state(enabled: bool, rollout: int) -> str:
     return f"{'on' if enabled else 'off'}/{rollout}%"
 
 
-def _run(handler: Callable[[Stub, argparse.Namespace], Awaitable[tuple[Any, str]]]) -> Callable[
-        [argparse.Namespace], int]:
-    def command(args: argparse.Namespace) -> int:
-        async def call() -> tuple[Any, str]:
-            async with grpc.aio.insecure_channel(args.flagd) as channel:
-                return await handler(flagd_pb2_grpc.FlagServiceStub(channel), args)
-        try:
-            data, human = asyncio.run(call())
-        except grpc.aio.AioRpcError as exc:
-            down = exc.code() == grpc.StatusCode.UNAVAILABLE
-            hint = f" (is flagd running at {args.flagd}?)" if down else ""
-            return fail(f"flags {args.flags_command}", f"{exc.code().name}: {exc.details()}{hint}",
-                        as_json=args.json)
-        emit(data, as_json=args.json, human=human)
-        return 0
-    return command
+def _stub(channel: grpc.aio.Channel) -> Stub:
+    return flagd_pb2_grpc.FlagServiceStub(channel)
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     flags = sub.add_parser("flags", help="feature flags: list, change, history")
-    flags.add_argument("--flagd", default=CliSettings.from_environ().flagd_address,
-                       help="flagd address (default NPANEL_FLAGD_ADDRESS or 127.0.0.1:50051)")
-    flags.add_argument("--json", action="store_true", help="machine-readable output")
+    add_connection_options(flags)
     cmds = flags.add_subparsers(dest="flags_command", required=True)
-    cmds.add_parser("list", help="every flag").set_defaults(func=_run(_list))
-    _named(cmds, "show", "one flag").set_defaults(func=_run(_show))
-    _change(_named(cmds, "enable", "turn a flag on")).set_defaults(func=_run(_setter(enabled=True)))
-    _change(_named(cmds, "disable", "turn a flag off")).set_defaults(func=_run(_setter(enabled=False)))
+    cmds.add_parser("list", help="every flag").set_defaults(func=run("flags", _list))
+    _named(cmds, "show", "one flag").set_defaults(func=run("flags", _show))
+    enable, disable = _setter(enabled=True), _setter(enabled=False)
+    _change(_named(cmds, "enable", "turn a flag on")).set_defaults(func=run("flags", enable))
+    _change(_named(cmds, "disable", "turn a flag off")).set_defaults(func=run("flags", disable))
     rollout = _change(_named(cmds, "rollout", "set the share of accounts an enabled flag is on for"))
     rollout.add_argument("percent", type=int, help="0..100")
-    rollout.set_defaults(func=_run(_setter(rollout_percent="percent")))
+    rollout.set_defaults(func=run("flags", _setter(rollout_percent="percent")))
     _change(cmds.add_parser("disable-all", help="emergency rollback: every flag off")).set_defaults(
-        func=_run(_disable_all))
+        func=run("flags", _disable_all))
     history = cmds.add_parser("history", help="who changed what, newest first")
     history.add_argument("name", nargs="?", help="one flag (default: all)")
     history.add_argument("--limit", type=int, default=50, help="rows (1..500, default 50)")
-    history.set_defaults(func=_run(_history))
+    history.set_defaults(func=run("flags", _history))
 
 
 def _named(cmds: argparse._SubParsersAction[argparse.ArgumentParser], name: str, text: str
@@ -131,6 +115,4 @@ def _named(cmds: argparse._SubParsersAction[argparse.ArgumentParser], name: str,
 
 def _change(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--reason", required=True, help="why (recorded in the audit log)")
-    parser.add_argument("--actor", default=f"{getpass.getuser()}@{socket.gethostname()}",
-                        help="who (default user@host; the gateway will take it from the token)")
     return parser

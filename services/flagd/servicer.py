@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 
 from npanel.common.errors import InvalidArgument, Unavailable
+from npanel.common.logs import actor_var
 
 from .cache import FlagCache, Lagged
 from .convert import evaluation_pb, flag_pb, toggle_pb
@@ -64,7 +65,7 @@ class FlagServicer(flagd_pb2_grpc.FlagServiceServicer):
 
     async def SetFlag(self, request: pb.SetFlagRequest, context: Ctx) -> pb.Flag:
         change = FlagChange(
-            name=request.name, actor=request.actor, reason=request.reason,
+            name=request.name, actor=actor_var.get() or request.actor, reason=request.reason,
             enabled=request.enabled if request.HasField("enabled") else None,
             rollout_percent=request.rollout_percent if request.HasField("rollout_percent") else None)
         flag, action = await self._store.set_flag(change)
@@ -74,7 +75,7 @@ class FlagServicer(flagd_pb2_grpc.FlagServiceServicer):
         return flag_pb(flag)
 
     async def DisableAll(self, request: pb.DisableAllRequest, context: Ctx) -> pb.DisableAllResponse:
-        flags = await self._store.disable_all(request.actor, request.reason)
+        flags = await self._store.disable_all(actor_var.get() or request.actor, request.reason)
         self._cache.apply(flags)
         for flag in flags:
             self._metrics.toggled(flag.name, "rollback")

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from npanel.common import audit
-from npanel.common.db import Connection
-from npanel.common.errors import Unavailable
+from npanel.common.db import Connection, LazyPool
 from npanel.common.logs import request_id_var
 
 from .model import (
@@ -60,16 +59,16 @@ class FlagStore:
     """Attached to its pool at service start; until then, writes are UNAVAILABLE."""
 
     def __init__(self, pool: asyncpg.Pool | None = None) -> None:
-        self._pool_or_none = pool
+        self._lazy = LazyPool("flagd")
+        if pool is not None:
+            self._lazy.attach(pool)
 
     def attach(self, pool: asyncpg.Pool) -> None:
-        self._pool_or_none = pool
+        self._lazy.attach(pool)
 
     @property
     def _pool(self) -> asyncpg.Pool:
-        if self._pool_or_none is None:
-            raise Unavailable("flagd is still starting (database not connected yet); retry shortly")
-        return self._pool_or_none
+        return self._lazy.pool
 
     async def list_flags(self) -> list[Flag]:
         rows = await self._pool.fetch(f"SELECT {_FLAG_COLUMNS} FROM feature_flags ORDER BY name")

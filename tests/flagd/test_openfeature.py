@@ -26,6 +26,7 @@ from npanel.flagd.openfeature import OpenFeatureServicer, add_to_server
 from npanel.openfeature.evaluation.v1 import evaluation_pb2 as pb
 from npanel.openfeature.evaluation.v1 import evaluation_pb2_grpc
 from tests.flagd.factories import make_flag
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -223,7 +224,8 @@ async def test_server_shutdown_ends_the_event_stream(served: Served) -> None:
     with pytest.raises(grpc.aio.AioRpcError):
         while True:
             await next_event(stream)
-    assert served.cache.watchers == 0
+    # The server unsubscribes when its generator is closed, just after the client sees the end.
+    assert await eventually(lambda: served.cache.watchers == 0, 2)
 
 
 SDK_SCRIPT = """

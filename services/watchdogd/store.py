@@ -1,0 +1,147 @@
+"""Targets and incidents in PostgreSQL.
+
+Every operator action (put, remove, pause, resume, reset) writes its change and
+its audit_log row in one transaction. Incidents are written by watchdogd itself
+(not operator actions, so not audited); their evidence columns are append-only
+(trigger of migration 0003).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from npanel.common import audit
+from npanel.common.db import Connection
+from npanel.common.errors import Unavailable
+
+from .model import Incident, IncidentQuery, Target, check_actor_reason, target_from_doc, target_not_found
+
+_INCIDENT_COLUMNS = """id, target, detected_at, failure_type, evidence, last_log_lines, restart_count,
+                       recovered_at, recovery_seconds, resolved, gave_up"""
+
+
+def _target(row: asyncpg.Record | None) -> Target:
+    assert row is not None  # INSERT/UPDATE ... RETURNING of a row known to exist
+    return target_from_doc(row["name"], json.loads(row["spec"]), source=row["source"],
+                           paused=row["paused"], updated_at=row["updated_at"])
+
+
+def _incident(row: asyncpg.Record | None) -> Incident:
+    assert row is not None  # RETURNING of a row known to exist
+    values = dict(row)
+    values["last_log_lines"] = tuple(values["last_log_lines"])
+    return Incident(**values)
+
+
+async def _audit(conn: Connection, actor: str, action: str, name: str, details: dict[str, Any]) -> None:
+    await audit.record(conn, audit.AuditEntry(
+        actor=actor, action=f"watchdog.{action}", target_type="watchdog_target", target_id=name,
+        details=details))
+
+
+class WatchdogStore:
+    def __init__(self, pool: asyncpg.Pool | None = None) -> None:
+        self._pool_or_none = pool
+
+    def attach(self, pool: asyncpg.Pool) -> None:
+        self._pool_or_none = pool
+
+    @property
+    def _pool(self) -> asyncpg.Pool:
+        if self._pool_or_none is None:
+            raise Unavailable("watchdogd is still starting (database not connected yet); retry shortly")
+        return self._pool_or_none
+
+    async def list_targets(self) -> list[Target]:
+        rows = await self._pool.fetch("SELECT * FROM watchdog_targets ORDER BY name")
+        return [_target(r) for r in rows]
+
+    async def put_target(self, target: Target, actor: str, reason: str) -> Target | None:
+        """Create or replace; None when the stored target is already exactly this."""
+        target.validate()
+        check_actor_reason(actor, reason)
+        async with self._pool.acquire() as conn, conn.transaction():
+            before = await conn.fetchrow("SELECT * FROM watchdog_targets WHERE name = $1 FOR UPDATE",
+                                         target.name)
+            doc = target.spec_doc()
+            if before is not None and json.loads(before["spec"]) == doc and before["source"] == target.source:
+                return None
+            row = await conn.fetchrow(
+                """
+                INSERT INTO watchdog_targets (name, spec, source) VALUES ($1, $2::jsonb, $3)
+                ON CONFLICT (name) DO UPDATE SET spec = EXCLUDED.spec, source = EXCLUDED.source,
+                                                 updated_at = now()
+                RETURNING *
+                """, target.name, json.dumps(doc), target.source)
+            await _audit(conn, actor, "target.put", target.name,
+                         {"reason": reason, "source": target.source, "spec": doc,
+                          "replaced": before is not None})
+        return _target(row)
+
+    async def remove_target(self, name: str, actor: str, reason: str) -> None:
+        check_actor_reason(actor, reason)
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow("DELETE FROM watchdog_targets WHERE name = $1 RETURNING spec", name)
+            if row is None:
+                raise target_not_found(name)
+            await _audit(conn, actor, "target.remove", name,
+                         {"reason": reason, "spec": json.loads(row["spec"])})
+
+    async def set_paused(self, name: str, paused: bool, actor: str, reason: str) -> Target:
+        check_actor_reason(actor, reason)
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "UPDATE watchdog_targets SET paused = $2, updated_at = now() WHERE name = $1 RETURNING *",
+                name, paused)
+            if row is None:
+                raise target_not_found(name)
+            await _audit(conn, actor, "target.pause" if paused else "target.resume", name,
+                         {"reason": reason})
+        return _target(row)
+
+    async def record_reset(self, name: str, actor: str, reason: str, state_before: str) -> Target:
+        """The reset itself is in memory (counters, GAVE_UP); its audit row is here."""
+        check_actor_reason(actor, reason)
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow("SELECT * FROM watchdog_targets WHERE name = $1 FOR UPDATE", name)
+            if row is None:
+                raise target_not_found(name)
+            await _audit(conn, actor, "target.reset", name, {"reason": reason, "state_before": state_before})
+        return _target(row)
+
+    async def open_incident(self, target: str, detected_at: datetime, failure_type: str, evidence: str,
+                            last_log_lines: list[str]) -> Incident:
+        row = await self._pool.fetchrow(
+            f"""INSERT INTO agent_failures (target, detected_at, failure_type, evidence, last_log_lines)
+                VALUES ($1, $2, $3, $4, $5) RETURNING {_INCIDENT_COLUMNS}""",
+            target, detected_at, failure_type, evidence, last_log_lines)
+        return _incident(row)
+
+    async def update_incident(self, incident_id: int, restart_count: int, gave_up: bool) -> Incident:
+        row = await self._pool.fetchrow(
+            f"""UPDATE agent_failures SET restart_count = $2, gave_up = gave_up OR $3
+                WHERE id = $1 RETURNING {_INCIDENT_COLUMNS}""", incident_id, restart_count, gave_up)
+        return _incident(row)
+
+    async def resolve_incident(self, incident_id: int, recovered_at: datetime, recovery_seconds: float,
+                               restart_count: int) -> Incident:
+        row = await self._pool.fetchrow(
+            f"""UPDATE agent_failures SET resolved = true, recovered_at = $2, recovery_seconds = $3,
+                       restart_count = $4
+                WHERE id = $1 RETURNING {_INCIDENT_COLUMNS}""",
+            incident_id, recovered_at, recovery_seconds, restart_count)
+        return _incident(row)
+
+    async def list_incidents(self, query: IncidentQuery) -> list[Incident]:
+        query.validate()
+        rows = await self._pool.fetch(
+            f"""SELECT {_INCIDENT_COLUMNS} FROM agent_failures
+                WHERE ($1::text IS NULL OR target = $1) AND ($2::bigint IS NULL OR id < $2)
+                  AND (NOT $3 OR NOT resolved)
+                ORDER BY id DESC LIMIT $4""",
+            query.target, query.before_id, query.unresolved_only, query.page_size)
+        return [_incident(r) for r in rows]
