@@ -17,6 +17,7 @@ import grpc
 
 from npanel.cgroupd import cli as accounts_cli
 from npanel.common import audit, db, migrations
+from npanel.common.pgembed import EmbeddedPostgresError
 from npanel.common.server import Service, serve_forever
 from npanel.common.settings import DatabaseSettings, ServiceSettings, SettingsError
 from npanel.flagd import cli as flagd_cli
@@ -162,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"npanel {args.command}: {exc}", file=sys.stderr)
         return 2
-    except (db.DatabaseUnavailable, migrations.MigrationError) as exc:
+    except (db.DatabaseUnavailable, migrations.MigrationError, EmbeddedPostgresError) as exc:
         print(f"npanel {args.command}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -107,7 +107,6 @@ class Machine:
         """A failed check, or (`immediate`) the process seen exiting: no re-check needed."""
         now = self._clock()
         self.consecutive_failures += 1
-        self.last_failure = failure_type
         if self.phase is State.RECOVERING:
             if not immediate and now - self._since < self.policy.start_timeout_s:
                 return Decision()  # still starting up
@@ -119,6 +118,9 @@ class Machine:
         return self._act(failure_type, now)
 
     def _act(self, failure_type: str, now: float) -> Decision:
+        # Only failures acted on are shown: start-up checks that fail while the
+        # target boots are tolerated and leave no trace.
+        self.last_failure = failure_type
         opened = None if self.incident_open else failure_type
         self.incident_open = True
         if self.paused or self.gave_up:

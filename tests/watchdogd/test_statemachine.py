@@ -139,4 +139,13 @@ def test_a_crash_while_recovering_is_a_start_failure() -> None:
     machine.restarted()
     decision = machine.observe_failure("crash", immediate=True)
     assert decision.restart_in_s == 1.0 and decision.open_incident is None
-    assert machine.last_failure == "crash"
+    assert machine.last_failure == "start_failure"  # what was acted on, as classified
+
+
+def test_failures_tolerated_during_start_up_are_not_shown() -> None:
+    machine, _ = healthy_machine()
+    machine.observe_failure("crash", immediate=True)
+    machine.restarted()
+    machine.last_failure = ""
+    assert machine.observe_failure("unhealthy").restart_in_s is None  # still starting: tolerated
+    assert machine.last_failure == ""
