@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import os
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager, suppress
-from typing import Any
+from contextlib import suppress
+from typing import Any, NoReturn
 
 import asyncpg
 import grpc
@@ -76,10 +76,6 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str] | None:
     return None
 
 
-def incoming_request_id(context: Ctx) -> str:
-    return _metadata(context, REQUEST_ID_KEY) or uuid.uuid4().hex
-
-
 def _metadata(context: Ctx, key: str) -> str:
     for name, value in context.invocation_metadata() or ():
         if name == key and isinstance(value, str) and 0 < len(value) <= 128:
@@ -121,6 +117,8 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type
     def __init__(self, metrics: GrpcServerMetrics, in_flight: InFlight) -> None:
         self._metrics = metrics
         self.in_flight = in_flight
+        # method -> (the handler seen, its wrapped copy): wrapping is done once per method.
+        self._wrapped: dict[str, tuple[Any, Any]] = {}
 
     async def intercept_service(
         self,
@@ -130,53 +128,75 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type
         handler = await continuation(details)
         if handler is None:
             return handler
+        cached = self._wrapped.get(details.method)
+        if cached is not None and cached[0] is handler:
+            wrapped: grpc.RpcMethodHandler[Any, Any] = cached[1]
+            return wrapped
         service, _, method = details.method.lstrip("/").rpartition("/")
-        wrapped: grpc.RpcMethodHandler[Any, Any] = _wrap(handler, self._observe, service, method)
+        wrapped = _wrap(handler, self._metrics, self.in_flight, service, method)
+        self._wrapped[details.method] = (handler, wrapped)
         return wrapped
 
-    @asynccontextmanager
-    async def _observe(
-        self, kind: str, service: str, method: str, context: Ctx
-    ) -> AsyncIterator[None]:
-        token = request_id_var.set(incoming_request_id(context))
-        actor_token = actor_var.set(_metadata(context, ACTOR_KEY))
-        labels = (kind, service, method)
-        counted = kind in ("unary_unary", "stream_unary")
-        if counted:
-            self.in_flight.enter()
-        self._metrics.started.labels(*labels).inc()
-        started = time.perf_counter()
-        error: BaseException | None = None
-        try:
-            yield
-        except Exception as exc:
-            mapped = status_for(exc)
-            if mapped is None:
-                error = exc
-                raise
-            await context.abort(*mapped)
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            code = status_of(context, error)
-            self._metrics.handled.labels(*labels, code.name).inc()
-            self._metrics.handling.labels(*labels).observe(time.perf_counter() - started)
-            if code is grpc.StatusCode.UNKNOWN and error is not None:
-                log.error("unhandled error in /%s/%s", service, method, exc_info=error)
-            if counted:
-                self.in_flight.exit()
-            with suppress(ValueError):  # a stream closed from another context
-                request_id_var.reset(token)
-            with suppress(ValueError):
-                actor_var.reset(actor_token)
+
+class _Scope:
+    """One call's bookkeeping between _Observed.begin and _Observed.end."""
+
+    __slots__ = ("actor_token", "error", "request_token", "started")
+
+    def __init__(self, context: Ctx) -> None:
+        self.request_token = request_id_var.set(_metadata(context, REQUEST_ID_KEY) or os.urandom(16).hex())
+        self.actor_token = actor_var.set(_metadata(context, ACTOR_KEY))
+        self.error: BaseException | None = None
+        self.started = time.perf_counter()
 
 
-Observe = Callable[[str, str, str, Ctx], Any]
+class _Observed:
+    """One method's metric children, bound once so that a call does no label lookups."""
+
+    def __init__(self, metrics: GrpcServerMetrics, in_flight: InFlight, kind: str, service: str,
+                 method: str) -> None:
+        self._labels = (kind, service, method)
+        self._started = metrics.started.labels(*self._labels)
+        self._handling = metrics.handling.labels(*self._labels)
+        self._handled_family = metrics.handled
+        self._handled: dict[grpc.StatusCode, Any] = {}
+        self._in_flight = in_flight if kind in ("unary_unary", "stream_unary") else None
+        self.name = f"/{service}/{method}"
+
+    def begin(self, context: Ctx) -> _Scope:
+        if self._in_flight is not None:
+            self._in_flight.enter()
+        self._started.inc()
+        return _Scope(context)
+
+    async def fail(self, scope: _Scope, exc: BaseException, context: Ctx) -> NoReturn:
+        """Map a domain (or database-down) error to its status; anything else propagates."""
+        mapped = status_for(exc) if isinstance(exc, Exception) else None
+        if mapped is None:
+            scope.error = exc
+            raise exc
+        await context.abort(*mapped)
+
+    def end(self, scope: _Scope, context: Ctx) -> None:
+        code = status_of(context, scope.error)
+        counter = self._handled.get(code)
+        if counter is None:
+            counter = self._handled[code] = self._handled_family.labels(*self._labels, code.name)
+        counter.inc()
+        self._handling.observe(time.perf_counter() - scope.started)
+        if code is grpc.StatusCode.UNKNOWN and scope.error is not None:
+            log.error("unhandled error in %s", self.name, exc_info=scope.error)
+        if self._in_flight is not None:
+            self._in_flight.exit()
+        with suppress(ValueError):  # a stream closed from another context
+            request_id_var.reset(scope.request_token)
+        with suppress(ValueError):
+            actor_var.reset(scope.actor_token)
 
 
-def _wrap(handler: grpc.RpcMethodHandler[Any, Any], observe: Observe, service: str, method: str) -> Any:
-    """A copy of `handler` whose behaviour runs inside `observe`."""
+def _wrap(handler: grpc.RpcMethodHandler[Any, Any], metrics: GrpcServerMetrics, in_flight: InFlight,
+          service: str, method: str) -> Any:
+    """A copy of `handler` whose behaviour is observed (metrics, ids, error mapping)."""
     kinds = (
         ("unary_unary", grpc.unary_unary_rpc_method_handler, False),
         ("unary_stream", grpc.unary_stream_rpc_method_handler, True),
@@ -187,10 +207,11 @@ def _wrap(handler: grpc.RpcMethodHandler[Any, Any], observe: Observe, service: s
         behaviour = getattr(handler, kind)
         if behaviour is None:
             continue
+        observed = _Observed(metrics, in_flight, kind, service, method)
         if streams_out and inspect.isasyncgenfunction(behaviour):
-            wrapped = _wrap_stream(behaviour, observe, kind, service, method)
+            wrapped = _wrap_stream(behaviour, observed)
         else:
-            wrapped = _wrap_call(behaviour, observe, kind, service, method)
+            wrapped = _wrap_call(behaviour, observed)
         return make(
             wrapped,
             request_deserializer=handler.request_deserializer,
@@ -199,20 +220,30 @@ def _wrap(handler: grpc.RpcMethodHandler[Any, Any], observe: Observe, service: s
     return handler
 
 
-def _wrap_call(behaviour: Any, observe: Observe, kind: str, service: str, method: str) -> Any:
+def _wrap_call(behaviour: Any, observed: _Observed) -> Any:
     # Also covers streaming methods written with `await context.write(...)`.
     async def call(request: Any, context: Ctx) -> Any:
-        async with observe(kind, service, method, context):
+        scope = observed.begin(context)
+        try:
             result = behaviour(request, context)
             return await result if inspect.isawaitable(result) else result
+        except BaseException as exc:
+            await observed.fail(scope, exc, context)
+        finally:
+            observed.end(scope, context)
 
     return call
 
 
-def _wrap_stream(behaviour: Any, observe: Observe, kind: str, service: str, method: str) -> Any:
+def _wrap_stream(behaviour: Any, observed: _Observed) -> Any:
     async def stream(request: Any, context: Ctx) -> AsyncIterator[Any]:
-        async with observe(kind, service, method, context):
+        scope = observed.begin(context)
+        try:
             async for response in behaviour(request, context):
                 yield response
+        except BaseException as exc:
+            await observed.fail(scope, exc, context)
+        finally:
+            observed.end(scope, context)
 
     return stream

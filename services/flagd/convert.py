@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from .evaluator import Evaluation
+from .evaluator import Evaluation, Reason
 from .model import Flag, Toggle
 from .v1 import flagd_pb2 as pb
 
@@ -24,8 +24,11 @@ def flag_pb(flag: Flag) -> pb.Flag:
         created_at=_ts(flag.created_at), updated_at=_ts(flag.updated_at), revision=flag.revision)
 
 
+_REASONS = {reason: pb.Reason.Value(reason.value) for reason in Reason}
+
+
 def evaluation_pb(e: Evaluation) -> pb.Evaluation:
-    return pb.Evaluation(flag=e.flag, value=e.value, reason=pb.Reason.Value(e.reason.value),
+    return pb.Evaluation(flag=e.flag, value=e.value, reason=_REASONS[e.reason],
                          revision=e.revision, error=e.error)
 
 

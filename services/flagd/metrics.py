@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily
@@ -48,9 +49,15 @@ class FlagMetrics:
             "npanel_flagd_watchers", "Open WatchFlags and EventStream streams.", registry=registry)
         self.watchers.set_function(lambda: cache.watchers)
         registry.register(_FlagStateCollector(cache))
+        self._children: dict[tuple[str, str], Any] = {}
 
     def record(self, evaluation: Evaluation) -> None:
-        self.evaluations.labels(evaluation.flag, evaluation.reason.value).inc()
+        # On every evaluation: look each (flag, reason) child up once, not per call.
+        key = (evaluation.flag, evaluation.reason.value)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.evaluations.labels(*key)
+        child.inc()
 
     def toggled(self, flag: str, action: str) -> None:
         self.toggles.labels(flag, action).inc()
