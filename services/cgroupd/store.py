@@ -14,8 +14,8 @@ from collections.abc import Awaitable, Callable, Iterable
 import asyncpg
 
 from npanel.common import audit
-from npanel.common.db import Connection
-from npanel.common.errors import FailedPrecondition, Unavailable
+from npanel.common.db import Connection, PoolStore
+from npanel.common.errors import FailedPrecondition
 
 from .model import Account, Event, Limits, account_not_found
 
@@ -36,18 +36,8 @@ def _event(row: asyncpg.Record) -> Event:
                  details=json.loads(row["details"]), created_at=row["created_at"])
 
 
-class CgroupStore:
-    def __init__(self, pool: asyncpg.Pool | None = None) -> None:
-        self._pool_or_none = pool
-
-    def attach(self, pool: asyncpg.Pool) -> None:
-        self._pool_or_none = pool
-
-    @property
-    def _pool(self) -> asyncpg.Pool:
-        if self._pool_or_none is None:
-            raise Unavailable("cgroupd is still starting (database not connected yet); retry shortly")
-        return self._pool_or_none
+class CgroupStore(PoolStore):
+    service = "cgroupd"
 
     async def list_accounts(self) -> list[Account]:
         rows = await self._pool.fetch(f"SELECT {_COLUMNS} FROM cgroup_configs ORDER BY account_id")

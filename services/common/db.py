@@ -88,23 +88,27 @@ async def open_pool(settings: DatabaseSettings, application: str) -> asyncpg.Poo
     return await create_pool(settings, application)
 
 
-class LazyPool:
-    """A pool that exists from service start on. Servicers are built before the
-    bootstrap calls start(), so their stores hold this and answer UNAVAILABLE
-    ("still starting") until the pool is attached."""
+class PoolStore:
+    """Base of every service's store: attached to its pool at service start.
 
-    def __init__(self, service: str) -> None:
-        self._service = service
-        self._pool: asyncpg.Pool | None = None
+    Servicers are built before the bootstrap calls start(), so their stores exist
+    before the pool does; until it is attached they answer UNAVAILABLE ("still
+    starting"), which callers retry.
+    """
+
+    service = "npanel"
+
+    def __init__(self, pool: asyncpg.Pool | None = None) -> None:
+        self._attached = pool
 
     def attach(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
+        self._attached = pool
 
     @property
-    def pool(self) -> asyncpg.Pool:
-        if self._pool is None:
+    def _pool(self) -> asyncpg.Pool:
+        if self._attached is None:
             from .errors import Unavailable
 
-            raise Unavailable(f"{self._service} is still starting (database not connected yet); "
+            raise Unavailable(f"{self.service} is still starting (database not connected yet); "
                               "retry shortly")
-        return self._pool
+        return self._attached

@@ -22,7 +22,7 @@ from typing import IO
 
 import asyncpg
 
-from npanel.common import db, migrations
+from npanel.common import migrations
 from npanel.common.pgembed import EmbeddedPostgres
 from npanel.common.settings import SERVICE_PORTS
 
@@ -62,9 +62,7 @@ async def _dev_token(url: str, held: str) -> str:
 
     pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
     try:
-        lazy = db.LazyPool("npanel dev")
-        lazy.attach(pool)
-        store = TokenStore(lazy)
+        store = TokenStore(pool)
         token = await store.lookup(held) if held else None
         if token is not None and token.revoked_at is None:
             return held

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from npanel.common import audit
-from npanel.common.db import Connection, LazyPool
+from npanel.common.db import Connection, PoolStore
 from npanel.common.logs import request_id_var
 
 from .model import (
@@ -55,20 +55,8 @@ class Applied:
     action: str
 
 
-class FlagStore:
-    """Attached to its pool at service start; until then, writes are UNAVAILABLE."""
-
-    def __init__(self, pool: asyncpg.Pool | None = None) -> None:
-        self._lazy = LazyPool("flagd")
-        if pool is not None:
-            self._lazy.attach(pool)
-
-    def attach(self, pool: asyncpg.Pool) -> None:
-        self._lazy.attach(pool)
-
-    @property
-    def _pool(self) -> asyncpg.Pool:
-        return self._lazy.pool
+class FlagStore(PoolStore):
+    service = "flagd"
 
     async def list_flags(self) -> list[Flag]:
         rows = await self._pool.fetch(f"SELECT {_FLAG_COLUMNS} FROM feature_flags ORDER BY name")

@@ -19,7 +19,7 @@ from google.protobuf.json_format import MessageToDict
 
 from npanel.api.v1.options_pb2 import Role
 from npanel.common.cliclient import add_connection_options, run
-from npanel.common.db import LazyPool, open_pool
+from npanel.common.db import open_pool
 from npanel.common.output import table
 from npanel.common.settings import DatabaseSettings
 
@@ -85,10 +85,8 @@ async def bootstrap(database: DatabaseSettings, name: str, role: str, ttl_days: 
     """Create a token directly in the database; return (name, secret)."""
     pool = await open_pool(database, "npanel-tokens")
     try:
-        lazy = LazyPool("npanel tokens")
-        lazy.attach(pool)
         actor = f"bootstrap:{getpass.getuser()}@{socket.gethostname()}"
-        token, secret = await TokenStore(lazy).create(name, role, ttl_days, actor)
+        token, secret = await TokenStore(pool).create(name, role, ttl_days, actor)
         return token.name, secret
     finally:
         await pool.close()

@@ -12,7 +12,7 @@ from aiohttp import web
 from google.protobuf.descriptor import FileDescriptor
 from prometheus_client import CollectorRegistry
 
-from npanel.common.db import LazyPool, open_pool
+from npanel.common.db import open_pool
 from npanel.common.flagclient import FlagClient
 from npanel.common.settings import GatewaySettings, ServiceSettings
 
@@ -36,8 +36,7 @@ class GatewayService:
         self._settings = settings
         self.gateway = gateway
         self.routes: dict[str, Route] = build_routes([*exposed_files(), *extra_files])
-        self._lazy = LazyPool("gateway")
-        self.tokens = TokenStore(self._lazy)
+        self.tokens = TokenStore()
         self._pool: asyncpg.Pool | None = None
         self._runner: web.AppRunner | None = None
         self.flags: FlagClient | None = None
@@ -66,7 +65,7 @@ class GatewayService:
     async def start(self) -> None:
         assert self.flags is not None and self.dispatcher is not None
         self._pool = await open_pool(self._settings.database, "npanel-gateway")
-        self._lazy.attach(self._pool)
+        self.tokens.attach(self._pool)
         self.flags.start()
         # Without flagd, gated features stay off (the client's default) until it answers.
         await self.flags.wait_ready(self.gateway.flag_wait_s)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from npanel.common import audit
-from npanel.common.db import LazyPool
+from npanel.common.db import PoolStore
 from npanel.common.errors import FailedPrecondition, NotFound
 
 from .tokens import Token, check_name, digest, new_secret, shown_prefix
@@ -20,13 +20,8 @@ def _token(row: asyncpg.Record) -> Token:
     return Token(**dict(row))
 
 
-class TokenStore:
-    def __init__(self, pool: LazyPool) -> None:
-        self._lazy = pool
-
-    @property
-    def _pool(self) -> asyncpg.Pool:
-        return self._lazy.pool
+class TokenStore(PoolStore):
+    service = "gateway"
 
     async def create(self, name: str, role: str, ttl_days: int, actor: str) -> tuple[Token, str]:
         check_name(name)

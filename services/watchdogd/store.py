@@ -15,8 +15,7 @@ from typing import Any
 import asyncpg
 
 from npanel.common import audit
-from npanel.common.db import Connection
-from npanel.common.errors import Unavailable
+from npanel.common.db import Connection, PoolStore
 
 from .model import Incident, IncidentQuery, Target, check_actor_reason, target_from_doc, target_not_found
 
@@ -43,18 +42,8 @@ async def _audit(conn: Connection, actor: str, action: str, name: str, details: 
         details=details))
 
 
-class WatchdogStore:
-    def __init__(self, pool: asyncpg.Pool | None = None) -> None:
-        self._pool_or_none = pool
-
-    def attach(self, pool: asyncpg.Pool) -> None:
-        self._pool_or_none = pool
-
-    @property
-    def _pool(self) -> asyncpg.Pool:
-        if self._pool_or_none is None:
-            raise Unavailable("watchdogd is still starting (database not connected yet); retry shortly")
-        return self._pool_or_none
+class WatchdogStore(PoolStore):
+    service = "watchdogd"
 
     async def list_targets(self) -> list[Target]:
         rows = await self._pool.fetch("SELECT * FROM watchdog_targets ORDER BY name")
