@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import pwd
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
@@ -83,8 +85,8 @@ class CgroupdService:
 
     async def start(self) -> None:
         if self._settings.listen.startswith("unix:"):
-            # Root only: whoever reaches this socket can move and kill processes.
-            await asyncio.to_thread(Path(self._settings.listen[5:]).chmod, 0o600)
+            socket_path = Path(self._settings.listen[5:])
+            await asyncio.to_thread(restrict_socket, socket_path, self.config.socket_owner)
         if self._flags is not None:
             self._flags.start()
             if not await self._flags.wait_ready(FLAG_WAIT_S):
@@ -144,3 +146,15 @@ class _LateGate:
 
 def build(settings: ServiceSettings) -> CgroupdService:
     return CgroupdService(settings, CgroupdSettings.from_environ())
+
+
+def restrict_socket(path: Path, owner: str) -> None:
+    """Whoever reaches this socket can move and kill processes: mode 0600, owned by
+    root or by NPANEL_CGROUPD_SOCKET_OWNER (the gateway's user) when set."""
+    path.chmod(0o600)
+    if owner:
+        try:
+            account = pwd.getpwnam(owner)
+        except KeyError as exc:
+            raise SettingsError([f"NPANEL_CGROUPD_SOCKET_OWNER={owner!r}: no such user"]) from exc
+        os.chown(path, account.pw_uid, account.pw_gid)

@@ -27,6 +27,7 @@ from npanel.common.pgembed import EmbeddedPostgres
 from npanel.common.settings import SERVICE_PORTS
 
 STOP_WAIT_S = 15.0
+DEV_CGROUPD = "127.0.0.1:50052"
 
 
 @dataclass(frozen=True)
@@ -89,15 +90,17 @@ def cgroupd_env(state: Path, environ: Mapping[str, str]) -> dict[str, str]:
     writable cgroup2 offering cpu, memory and pids, else the named simulation
     (ARCHITECTURE.md "Local default") over state/cgroup-sim. An explicit
     NPANEL_CGROUPD_MODE wins."""
+    # Loopback TCP in development, so the gateway needs no shared socket owner.
+    listen = {"NPANEL_CGROUPD_LISTEN": DEV_CGROUPD}
     if environ.get("NPANEL_CGROUPD_MODE"):
-        return {}
+        return listen
     offered = Path("/sys/fs/cgroup/cgroup.controllers")
     usable = (offered.exists() and {"cpu", "memory", "pids"} <= set(offered.read_text().split())
               and os.access("/sys/fs/cgroup", os.W_OK))
     if usable:
-        return {"NPANEL_CGROUPD_MODE": "kernel"}
+        return {**listen, "NPANEL_CGROUPD_MODE": "kernel"}
     say("cgroupd: no writable cgroup v2 with cpu/memory/pids here: SIMULATION mode (nothing enforced)")
-    return {"NPANEL_CGROUPD_MODE": "simulation",
+    return {**listen, "NPANEL_CGROUPD_MODE": "simulation",
             "NPANEL_CGROUP_ROOT": str(state / "cgroup-sim" / "npanel.slice")}
 
 
@@ -187,7 +190,8 @@ def _start_services(names: list[str], url: str, state: Path, logs: Path) -> list
     say(f"watchdogd supervises {', '.join(supervised)} ({targets}); it restarts them once "
         "`npanel flags enable agent_watchdog` is set")
     return [_start_child("watchdogd", url, logs, {
-        "NPANEL_WATCHDOGD_DEFAULT_TARGETS": "none", "NPANEL_WATCHDOGD_TARGETS_FILE": str(targets)})]
+        "NPANEL_WATCHDOGD_DEFAULT_TARGETS": "none", "NPANEL_WATCHDOGD_TARGETS_FILE": str(targets),
+        "NPANEL_CGROUPD_ADDRESS": DEV_CGROUPD})]
 
 
 def _raise_interrupt(_signum: int, _frame: object) -> None:

@@ -19,6 +19,7 @@ import signal
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import grpc
@@ -114,6 +115,8 @@ async def running(
     in_flight = InFlight()
     server, health = build_server(service, registry, in_flight)
     await set_health(health, service, NOT_SERVING)
+    if settings.listen.startswith("unix:"):
+        Path(settings.listen[5:]).parent.mkdir(parents=True, exist_ok=True)
     port = server.add_insecure_port(settings.listen)
     await server.start()
     metrics = MetricsEndpoint(settings.metrics_listen, registry)

@@ -23,6 +23,10 @@ SERVICE_PORTS: Mapping[str, tuple[int, int]] = {
     "watchdogd": (50053, 9104),
     "ratelimitd": (50054, 9105),
 }
+# cgroupd can move and kill any process: by default it listens only on a Unix
+# socket (mode 0600, owned by NPANEL_CGROUPD_SOCKET_OWNER, the gateway's user).
+CGROUPD_SOCKET = "unix:/run/npanel-cgroupd/cgroupd.sock"
+DEFAULT_LISTEN: Mapping[str, str] = {"cgroupd": CGROUPD_SOCKET}
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("json", "text")
 
@@ -152,7 +156,7 @@ class CliSettings:
 
     flagd_address: str
     watchdogd_address: str = "127.0.0.1:50053"
-    cgroupd_address: str = "127.0.0.1:50052"
+    cgroupd_address: str = CGROUPD_SOCKET
     gateway_address: str = "127.0.0.1:50050"
     token: str = ""
     token_file: str = ""
@@ -162,7 +166,7 @@ class CliSettings:
         env = Env(os.environ if environ is None else environ)
         settings = cls(flagd_address=env.address("NPANEL_FLAGD_ADDRESS", "127.0.0.1:50051"),
                        watchdogd_address=env.address("NPANEL_WATCHDOGD_ADDRESS", "127.0.0.1:50053"),
-                       cgroupd_address=env.address("NPANEL_CGROUPD_ADDRESS", "127.0.0.1:50052"),
+                       cgroupd_address=env.address("NPANEL_CGROUPD_ADDRESS", CGROUPD_SOCKET),
                        gateway_address=env.address("NPANEL_GATEWAY_ADDRESS", "127.0.0.1:50050"),
                        token=env.text("NPANEL_TOKEN", ""),
                        token_file=env.text("NPANEL_TOKEN_FILE", ""))
@@ -219,7 +223,8 @@ class GatewaySettings:
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> GatewaySettings:
         env = Env(os.environ if environ is None else environ)
-        backends = {name: env.address(f"NPANEL_{name.upper()}_ADDRESS", f"127.0.0.1:{ports[0]}")
+        backends = {name: env.address(f"NPANEL_{name.upper()}_ADDRESS",
+                                      DEFAULT_LISTEN.get(name, f"127.0.0.1:{ports[0]}"))
                     for name, ports in SERVICE_PORTS.items() if name != "gateway"}
         settings = cls(
             http_listen=env.address("NPANEL_GATEWAY_HTTP_LISTEN", "127.0.0.1:8080"),
@@ -260,7 +265,7 @@ class ServiceSettings:
         prefix = f"NPANEL_{name.upper()}"
         return cls(
             name=name,
-            listen=env.address(f"{prefix}_LISTEN", f"127.0.0.1:{grpc_port}"),
+            listen=env.address(f"{prefix}_LISTEN", DEFAULT_LISTEN.get(name, f"127.0.0.1:{grpc_port}")),
             metrics_listen=env.address(f"{prefix}_METRICS_LISTEN", f"127.0.0.1:{metrics_port}"),
             database=DatabaseSettings.read(env),
             log_level=env.choice("NPANEL_LOG_LEVEL", "info", LOG_LEVELS),
@@ -281,6 +286,7 @@ class CgroupdSettings:
     mode: str
     root: str
     flagd_address: str
+    socket_owner: str  # who may connect to the Unix socket besides root ("": nobody)
     reconcile_interval_s: float
     event_interval_s: float
     # JSON package overrides (see npanel.cgroupd.model.parse_packages).
@@ -297,6 +303,7 @@ class CgroupdSettings:
             mode=mode,
             root=env.text("NPANEL_CGROUP_ROOT", default_root),
             flagd_address=env.address("NPANEL_FLAGD_ADDRESS", "127.0.0.1:50051"),
+            socket_owner=env.text("NPANEL_CGROUPD_SOCKET_OWNER", ""),
             reconcile_interval_s=env.number("NPANEL_CGROUPD_RECONCILE_INTERVAL", 60.0, low=1, high=86400),
             event_interval_s=env.number("NPANEL_CGROUPD_EVENT_INTERVAL", 2.0, low=0.05, high=3600),
             packages_json=env.text("NPANEL_CGROUP_PACKAGES", ""),
