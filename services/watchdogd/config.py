@@ -15,7 +15,7 @@ import tomllib
 from pathlib import Path
 
 from npanel.common.errors import InvalidArgument
-from npanel.common.settings import SERVICE_PORTS
+from npanel.common.settings import DEFAULT_LISTEN, SERVICE_PORTS
 
 from .model import CheckSpec, DriverSpec, Target, target_from_doc
 
@@ -52,7 +52,12 @@ def default_targets(kind: str) -> list[Target]:
     if kind != "systemd":
         return []
     return [
-        Target(name, CheckSpec("grpc", address=f"127.0.0.1:{SERVICE_PORTS[name][0]}"),
+        Target(name, CheckSpec("grpc", address=_address(name)),
                DriverSpec("systemd", unit=f"npanel-{name}.service"), source="default")
         for name in ("gateway", "flagd", "cgroupd", "ratelimitd")
     ]
+
+
+def _address(name: str) -> str:
+    """Where the service listens by default (cgroupd: its Unix socket)."""
+    return DEFAULT_LISTEN.get(name, f"127.0.0.1:{SERVICE_PORTS[name][0]}")
