@@ -56,6 +56,8 @@ class Dispatcher:
                           for name, addr in addresses.items()}
         self._local = local
         self._deadline_s = deadline_s
+        # One multicallable per method, built on first use (not on every call).
+        self._unary: dict[str, Any] = {}
 
     def _timeout(self, meta: CallMeta) -> float:
         return self._deadline_s if meta.timeout_s is None else min(self._deadline_s, meta.timeout_s)
@@ -83,8 +85,11 @@ class Dispatcher:
     async def unary(self, route: Route, payload: bytes, meta: CallMeta) -> bytes:
         if route.backend == LOCAL_BACKEND:
             return await self._call_local(route, payload, meta)
-        # No serializers: the payload is forwarded as the bytes it came in as.
-        call = self._channel(route).unary_unary(route.full_method, None, None)
+        call = self._unary.get(route.full_method)
+        if call is None:
+            # No serializers: the payload is forwarded as the bytes it came in as.
+            call = self._unary[route.full_method] = self._channel(route).unary_unary(
+                route.full_method, None, None)
         attempts = 2 if route.idempotent else 1
         for attempt in range(attempts):
             try:

@@ -53,11 +53,13 @@ class ProxyHandler(_GenericRpcHandler):
         self._policy = policy
         self._dispatcher = dispatcher
         self._metrics = metrics
+        # Built once per method: service() runs for every call.
+        self._handlers = {name: self._handler(route) for name, route in routes.items()}
 
     def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler[Any, Any] | None:
-        route = self._routes.get(details.method)
-        if route is None:
-            return None
+        return self._handlers.get(details.method)
+
+    def _handler(self, route: Route) -> grpc.RpcMethodHandler[Any, Any]:
         if route.server_streaming:
             return grpc.unary_stream_rpc_method_handler(self._streamer(route))
         return grpc.unary_unary_rpc_method_handler(self._caller(route))

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from typing import Any
@@ -85,7 +85,7 @@ class HttpApi:
     @web.middleware
     async def _observe(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()
-        request_id = request.headers.get("X-Request-Id", "")[:128] or uuid.uuid4().hex
+        request_id = request.headers.get("X-Request-Id", "")[:128] or os.urandom(16).hex()
         token = request_id_var.set(request_id)
         route_token = _route_template.set("")
         status = 500

@@ -96,5 +96,9 @@ def build_request(route: Route, path_params: Mapping[str, str], query: Mapping[s
                message)
     for name, value in path_params.items():
         # Path parameters win over the body, as in grpc-gateway.
-        _parse({_field(message, name).json_name: _scalar(_field(message, name), value)}, message)
+        field = _field(message, name)
+        if field.type == FieldDescriptor.TYPE_STRING and not field.is_repeated:
+            setattr(message, field.name, value)  # the common case, without a JSON round trip
+        else:
+            _parse({field.json_name: _scalar(field, value)}, message)
     return message
