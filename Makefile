@@ -43,7 +43,7 @@ lint: proto
 	$(VENV)/bin/ruff check services tests tools $(wildcard bench)
 	@mkdir -p build/typecheck && ln -sfn ../../services build/typecheck/npanel
 	$(VENV)/bin/mypy -p npanel -p tests -p tools
-	@if ls bench/*.py >/dev/null 2>&1; then $(VENV)/bin/mypy bench/*.py; fi
+	@if ls bench/*.py >/dev/null 2>&1; then $(VENV)/bin/mypy bench/*.py bench/cgroupd_vm/*.py; fi
 
 # Offline images: base and PostgreSQL via debootstrap, then the npanel image
 # from a wheelhouse built here (see deploy/ and scripts/).

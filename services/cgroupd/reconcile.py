@@ -30,9 +30,13 @@ class Report:
     failed: list[tuple[str, str]] = field(default_factory=list)
     elapsed_s: float = 0.0
     complete: bool = False
+    finished: bool = False  # False while the pass is still running (progress lines)
 
     def summary(self) -> str:
-        state = "done" if self.complete else "STOPPED at the time limit"
+        if not self.finished:
+            state = "in progress"
+        else:
+            state = "done" if self.complete else "STOPPED at the time limit"
         return (f"reconcile {state}: {self.checked}/{self.total} accounts in {self.elapsed_s:.2f} s, "
                 f"{len(self.recreated)} recreated, {len(self.rewritten)} files rewritten, "
                 f"{len(self.unknown)} unknown groups, {len(self.failed)} failed")
@@ -59,6 +63,7 @@ def reconcile(groups: Cgroups, accounts: Sequence[Account], *, limit_s: float = 
             progress(report)
     report.elapsed_s = time.monotonic() - start
     report.complete = report.checked == report.total
+    report.finished = True
     progress(report)
     return report
 

@@ -136,3 +136,14 @@ def test_cgroup2_mount_from_mountinfo() -> None:
             "32 30 0:28 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n")
     assert find_cgroup2_mount(Path("/sys/fs/cgroup/unified/npanel-x"), info) == Path("/sys/fs/cgroup/unified")
     assert find_cgroup2_mount(Path("/sys/fs/cgroup/npanel.slice"), info) is None
+
+
+def test_reconcile_progress_says_in_progress_until_the_pass_ends() -> None:
+    from npanel.cgroupd.reconcile import Report
+
+    running = Report(total=10, checked=5)
+    assert running.summary().startswith("reconcile in progress: 5/10")
+    running.finished, running.complete = True, False
+    assert "STOPPED at the time limit" in running.summary()
+    running.complete = True
+    assert running.summary().startswith("reconcile done")
