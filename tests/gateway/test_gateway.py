@@ -174,3 +174,19 @@ async def test_rate_limits(database_url: str, flagd: Replica) -> None:
         assert await _code(stub.ListFlags(fpb.ListFlagsRequest(), metadata=gw.auth("viewer"), timeout=5)) \
             == grpc.StatusCode.OK  # another token has its own bucket
         assert gw.registry.get_sample_value("npanel_api_rate_limited_total", {"scope": "token"}) == 1
+
+
+@pytest.mark.asyncio
+async def test_reflection_serves_the_exposed_services_like_grpcurl_needs(gw: Gateway) -> None:
+    """What `grpcurl -plaintext 127.0.0.1:50050 list` and `describe` ask for."""
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    stub = reflection_pb2_grpc.ServerReflectionStub(gw.channel)
+    requests = [reflection_pb2.ServerReflectionRequest(list_services=""),
+                reflection_pb2.ServerReflectionRequest(
+                    file_containing_symbol="npanel.flagd.v1.FlagService")]
+    answers = [a async for a in stub.ServerReflectionInfo(iter(requests), timeout=5)]
+    names = {s.name for s in answers[0].list_services_response.service}
+    assert {"npanel.flagd.v1.FlagService", "npanel.watchdogd.v1.WatchdogService",
+            "npanel.cgroupd.v1.CgroupService", "npanel.gateway.v1.TokenService"} <= names
+    assert answers[1].file_descriptor_response.file_descriptor_proto  # descriptors for `describe`
