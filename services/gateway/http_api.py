@@ -79,7 +79,8 @@ class HttpApi:
         app.router.add_get("/openapi.json", self._openapi_json)
         app.router.add_post("/ofrep/v1/evaluate/flags/{key}", self._ofrep_one)
         app.router.add_post("/ofrep/v1/evaluate/flags", self._ofrep_all)
-        app.router.add_route("*", "/{tail:.*}", self._transcoded)
+        # [\s\S], not '.': a path may hold a newline (%0A), and aiohttp's own 404 is not JSON.
+        app.router.add_route("*", r"/{tail:[\s\S]*}", self._transcoded)
         return app
 
     @web.middleware
@@ -127,8 +128,9 @@ class HttpApi:
         route, params = found
         assert route.http is not None
         _route_template.set(route.http.template)
-        message = build_request(route, params, dict(request.query), await request.read())
+        # Admitted before the body is read or parsed: without a token, a bad body is still a 401.
         meta = await self._meta(request, route)
+        message = build_request(route, params, dict(request.query), await request.read())
         payload = message.SerializeToString()
         if route.server_streaming:
             return await self._stream(request, route, payload, meta)
@@ -152,10 +154,10 @@ class HttpApi:
     async def _ofrep_one(self, request: web.Request) -> web.Response:
         key = request.match_info["key"]
         route = self._routes[EVALUATE]
+        meta = await self._meta(request, route)
         context = ofrep.context_of(await request.read())
         message = pb.EvaluateRequest(flag=key, context=pb.EvaluationContext(
             account_id=ofrep.account_of(context)))
-        meta = await self._meta(request, route)
         try:
             raw = await self._dispatcher.unary(route, message.SerializeToString(), meta)
         except BackendError as exc:
@@ -166,9 +168,9 @@ class HttpApi:
 
     async def _ofrep_all(self, request: web.Request) -> web.Response:
         route = self._routes[EVALUATE_ALL]
+        meta = await self._meta(request, route)
         context = ofrep.context_of(await request.read())
         message = pb.EvaluateAllRequest(context=pb.EvaluationContext(account_id=ofrep.account_of(context)))
-        meta = await self._meta(request, route)
         answer = pb.EvaluateAllResponse.FromString(
             await self._dispatcher.unary(route, message.SerializeToString(), meta))
         tag = ofrep.etag(answer.revision, context)

@@ -22,7 +22,9 @@ def new_secret() -> str:
 
 
 def digest(secret: str) -> bytes:
-    return hashlib.sha256(secret.encode()).digest()
+    # surrogateescape: aiohttp decodes header bytes that are not UTF-8 that way; they get
+    # hashed as the bytes they were (and match no token) instead of failing the request.
+    return hashlib.sha256(secret.encode(errors="surrogateescape")).digest()
 
 
 def shown_prefix(secret: str) -> str:
