@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from google.protobuf.timestamp_pb2 import Timestamp
+from npanel.common.timestamps import timestamp
 
 from .io import resolve_device
 from .model import Account, Event, IoLimit, Limits, LimitsPatch
 from .stats import GroupStats
 from .v1 import cgroupd_pb2 as pb
-
-
-def _ts(value: datetime | None) -> Timestamp | None:
-    if value is None:
-        return None
-    ts = Timestamp()
-    ts.FromDatetime(value)
-    return ts
 
 
 def patch_from_pb(limits: pb.Limits) -> LimitsPatch:
@@ -43,13 +33,13 @@ def limits_pb(limits: Limits) -> pb.Limits:
 def account_pb(account: Account, path: str, simulated: bool) -> pb.Account:
     return pb.Account(account_id=account.account_id, package=account.package,
                       limits=limits_pb(account.limits), frozen=account.frozen,
-                      created_at=_ts(account.created_at), updated_at=_ts(account.updated_at),
+                      created_at=timestamp(account.created_at), updated_at=timestamp(account.updated_at),
                       simulated=simulated, path=path)
 
 
 def event_pb(event: Event, simulated: bool) -> pb.Event:
     return pb.Event(id=event.id, account_id=event.account_id, kind=event.kind, resource=event.resource,
-                    severity=event.severity, message=event.message, created_at=_ts(event.created_at),
+                    severity=event.severity, message=event.message, created_at=timestamp(event.created_at),
                     simulated=simulated)
 
 

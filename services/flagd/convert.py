@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC
 
-from google.protobuf.timestamp_pb2 import Timestamp
+from npanel.common.timestamps import timestamp
 
 from .evaluator import Evaluation, Reason
 from .model import Flag, Toggle
 from .v1 import flagd_pb2 as pb
 
 
-def _ts(value: datetime) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(value)
-    return ts
-
-
 def flag_pb(flag: Flag) -> pb.Flag:
     return pb.Flag(
         name=flag.name, description=flag.description, track=flag.track, enabled=flag.enabled,
         rollout_percent=flag.rollout_percent, required=flag.required,
-        created_at=_ts(flag.created_at), updated_at=_ts(flag.updated_at), revision=flag.revision)
+        created_at=timestamp(flag.created_at), updated_at=timestamp(flag.updated_at), revision=flag.revision)
 
 
 _REASONS = {reason: pb.Reason.Value(reason.value) for reason in Reason}
@@ -37,7 +31,7 @@ def toggle_pb(t: Toggle) -> pb.Toggle:
         id=t.id, flag=t.flag, actor=t.actor, action=t.action,
         previous_enabled=t.previous_enabled, previous_rollout_percent=t.previous_rollout_percent,
         new_enabled=t.new_enabled, new_rollout_percent=t.new_rollout_percent, reason=t.reason,
-        request_id=t.request_id, created_at=_ts(t.created_at), revision=t.revision)
+        request_id=t.request_id, created_at=timestamp(t.created_at), revision=t.revision)
 
 
 def flag_from_pb(message: pb.Flag) -> Flag:

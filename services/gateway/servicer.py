@@ -6,12 +6,9 @@ gateway's policy has already admitted the call (admin role) by the time they run
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from npanel.api.v1.options_pb2 import Role
 from npanel.common.errors import InvalidArgument
+from npanel.common.timestamps import timestamp
 
 from .backends import LocalMethod
 from .store import TokenStore
@@ -21,18 +18,13 @@ from .v1 import gateway_pb2 as pb
 SERVICE = "/npanel.gateway.v1.TokenService"
 
 
-def _ts(value: datetime | None) -> Timestamp | None:
-    if value is None:
-        return None
-    ts = Timestamp()
-    ts.FromDatetime(value)
-    return ts
 
 
 def token_pb(t: Token) -> pb.Token:
     return pb.Token(name=t.name, role=Role.Value(t.role.upper()), prefix=t.prefix,
-                    created_at=_ts(t.created_at), expires_at=_ts(t.expires_at), revoked_at=_ts(t.revoked_at),
-                    last_used_at=_ts(t.last_used_at), created_by=t.created_by)
+                    created_at=timestamp(t.created_at), expires_at=timestamp(t.expires_at),
+                    revoked_at=timestamp(t.revoked_at), last_used_at=timestamp(t.last_used_at),
+                    created_by=t.created_by)
 
 
 class TokenMethods:

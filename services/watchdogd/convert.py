@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from google.protobuf.timestamp_pb2 import Timestamp
+from npanel.common.timestamps import timestamp
 
 from .model import CheckSpec, DriverSpec, Incident, Policy, Target
 from .supervisor import TargetStatus
 from .v1 import watchdogd_pb2 as pb
-
-
-def _ts(value: datetime) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(value)
-    return ts
 
 
 def _or(value: float, default: float) -> float:
@@ -60,15 +52,15 @@ def target_pb(status: TargetStatus) -> pb.Target:
                          max_restarts_per_hour=p.max_restarts_per_hour,
                          healthy_reset_seconds=p.healthy_reset_s, start_timeout_seconds=p.start_timeout_s))
     if t.updated_at is not None:
-        message.updated_at.CopyFrom(_ts(t.updated_at))
+        message.updated_at.CopyFrom(timestamp(t.updated_at))
     return message
 
 
 def incident_pb(i: Incident) -> pb.Incident:
     message = pb.Incident(
-        id=i.id, target=i.target, detected_at=_ts(i.detected_at), failure_type=i.failure_type,
+        id=i.id, target=i.target, detected_at=timestamp(i.detected_at), failure_type=i.failure_type,
         evidence=i.evidence, last_log_lines=i.last_log_lines, restart_count=i.restart_count,
         recovery_seconds=i.recovery_seconds or 0.0, resolved=i.resolved, gave_up=i.gave_up)
     if i.recovered_at is not None:
-        message.recovered_at.CopyFrom(_ts(i.recovered_at))
+        message.recovered_at.CopyFrom(timestamp(i.recovered_at))
     return message
