@@ -11,14 +11,13 @@ import argparse
 import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
 from .output import emit, fail
 from .settings import CliSettings
 
-T = TypeVar("T")
 Handler = Callable[[grpc.aio.Channel, argparse.Namespace], Awaitable[tuple[Any, str]]]
 DEV_TOKEN_FILE = Path(".npanel") / "dev-admin-token"
 USER_TOKEN_FILE = Path("~/.config/npanel/token")

@@ -42,7 +42,7 @@ def status_of(context: Ctx, error: BaseException | None) -> grpc.StatusCode:
         return code
     if error is None:
         return grpc.StatusCode.OK
-    if isinstance(error, BaseException) and type(error).__name__ == "CancelledError":
+    if isinstance(error, asyncio.CancelledError):
         return grpc.StatusCode.CANCELLED
     return grpc.StatusCode.UNKNOWN
 

@@ -45,7 +45,6 @@ class FlagCache:
         self._flags: dict[str, Flag] = {}
         self._subscribers: set[Subscription] = set()
         self.revision = 0
-        self.loaded = False
 
     def get(self, name: str) -> Flag | None:
         return self._flags.get(name)
@@ -64,7 +63,6 @@ class FlagCache:
             if held is None or flag.revision > held.revision:
                 self._flags[flag.name] = flag
                 changed.append(flag)
-        self.loaded = True
         if changed:
             self.revision = max(self.revision, *(f.revision for f in changed))
             for subscriber in self._subscribers:
