@@ -188,7 +188,7 @@ def _start_services(names: list[str], url: str, state: Path, logs: Path) -> list
     supervised = [n for n in names if n != "watchdogd"]
     write_watchdog_targets(targets, supervised, logs)
     say(f"watchdogd supervises {', '.join(supervised)} ({targets}); it restarts them once "
-        "`npanel flags enable agent_watchdog` is set")
+        "`npanel flags enable agent_watchdog --reason ...` is set")
     return [_start_child("watchdogd", url, logs, {
         "NPANEL_WATCHDOGD_DEFAULT_TARGETS": "none", "NPANEL_WATCHDOGD_TARGETS_FILE": str(targets),
         "NPANEL_CGROUPD_ADDRESS": DEV_CGROUPD})]
