@@ -87,10 +87,12 @@ def build_server(
         interceptors=[ObservabilityInterceptor(GrpcServerMetrics.create(registry), in_flight)],
         options=[
             ("grpc.so_reuseport", 0),
-            # Clients (the flag client, watchdogd's probes) send keepalive pings every
-            # 10 s to notice a dead peer; gRPC's default would answer those with
-            # GOAWAY "too_many_pings" after a few, cutting the stream.
-            ("grpc.http2.min_recv_ping_interval_without_data_ms", 5000),
+            # Clients send keepalive pings to notice a dead or frozen peer: the flag
+            # client every 10 s, watchdogd's probes every second (check.keepalive_s).
+            # gRPC's default (one ping per 5 min on an idle stream) would answer
+            # those with GOAWAY "too_many_pings" after two, cutting the stream.
+            # More than one ping per 500 ms is still refused (ping flood).
+            ("grpc.http2.min_ping_interval_without_data_ms", 500),
             ("grpc.keepalive_permit_without_calls", 1),
         ],
     )

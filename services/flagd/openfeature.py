@@ -187,7 +187,8 @@ class OpenFeatureServicer(evaluation_pb2_grpc.ServiceServicer):
             yield event(PROVIDER_READY, {})
             while True:
                 try:
-                    flags, _ = await asyncio.wait_for(subscription.next(), self._keep_alive_s)
+                    async with asyncio.timeout(self._keep_alive_s):  # not wait_for: it can lose a cancel
+                        flags, _ = await subscription.next()
                 except TimeoutError:
                     yield event(KEEP_ALIVE)
                     continue

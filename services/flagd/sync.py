@@ -91,8 +91,9 @@ class DatabaseSync:
     async def _loop(self, conn: Connection, lost: asyncio.Event) -> None:
         next_resync = time.monotonic() + self._resync_s
         while not lost.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._ping_s)
+            with contextlib.suppress(TimeoutError):  # not wait_for: it can lose a cancel (3.11)
+                async with asyncio.timeout(self._ping_s):
+                    await self._wake.wait()
             if self._wake.is_set():
                 self._wake.clear()
                 self._cache.apply(await self._store.changed_since(self._cache.revision))
@@ -100,7 +101,8 @@ class DatabaseSync:
                 await self._resync()
                 next_resync = time.monotonic() + self._resync_s
             else:
-                await asyncio.wait_for(conn.fetchval("SELECT 1"), self._ping_s)
+                async with asyncio.timeout(self._ping_s):
+                    await conn.fetchval("SELECT 1")
         raise ConnectionResetError("listen connection closed by the server")
 
     async def _resync(self) -> None:

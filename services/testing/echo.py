@@ -9,6 +9,8 @@ NPANEL_ECHO_LISTEN says, metrics on NPANEL_ECHO_METRICS_LISTEN).
 from __future__ import annotations
 
 import asyncio
+import signal
+import time
 from collections.abc import Sequence
 
 import grpc
@@ -37,8 +39,9 @@ class EchoServicer(testing_pb2_grpc.EchoServiceServicer):
 class EchoService:
     """The Service of npanel.common.server; `started` lets tests hold start-up."""
 
-    def __init__(self, start_delay_s: float = 0.0) -> None:
+    def __init__(self, start_delay_s: float = 0.0, *, hang_on_sigusr1: bool = False) -> None:
         self.start_delay_s = start_delay_s
+        self.hang_on_sigusr1 = hang_on_sigusr1
         self.stopped = False
 
     @property
@@ -49,14 +52,24 @@ class EchoService:
         testing_pb2_grpc.add_EchoServiceServicer_to_server(EchoServicer(), server)
 
     async def start(self) -> None:
+        if self.hang_on_sigusr1:
+            # SIGUSR1 hangs the application for good: its event loop blocks, while
+            # gRPC's C core goes on answering pings and accepting connections. This
+            # is the hang only a Check with a deadline can see (watchdogd tests).
+            asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, _hang_forever)
         await asyncio.sleep(self.start_delay_s)
 
     async def stop(self) -> None:
         self.stopped = True
 
 
+def _hang_forever() -> None:
+    while True:
+        time.sleep(3600)
+
+
 def main() -> None:
-    asyncio.run(serve_forever(EchoService(), ServiceSettings.read("echo")))
+    asyncio.run(serve_forever(EchoService(hang_on_sigusr1=True), ServiceSettings.read("echo")))
 
 
 if __name__ == "__main__":

@@ -43,10 +43,13 @@ class CheckResult:
     latency_s: float = 0.0
 
 
+Poke = Callable[[str], None]  # called with the evidence of a failure seen between checks
+
+
 class Probe(Protocol):
     async def check(self) -> CheckResult: ...
 
-    def watch(self, poke: Callable[[], None]) -> None:
+    def watch(self, poke: Poke) -> None:
         """Call `poke` as soon as the target is seen failing between checks (if it can)."""
 
     async def close(self) -> None: ...
@@ -56,7 +59,8 @@ async def _timed(spec: CheckSpec, what: str, run: Callable[[], Awaitable[CheckRe
     """Run one attempt under the check's deadline, classifying the usual errors."""
     started = time.monotonic()
     try:
-        result = await asyncio.wait_for(run(), spec.timeout_s)
+        async with asyncio.timeout(spec.timeout_s):
+            result = await run()
     except TimeoutError:
         result = CheckResult(False, "hang", f"{what}: no answer within {spec.timeout_s:g} s")
     except (ConnectionRefusedError, FileNotFoundError) as exc:
@@ -66,10 +70,40 @@ async def _timed(spec: CheckSpec, what: str, run: Callable[[], Awaitable[CheckRe
     return CheckResult(result.ok, result.failure_type, result.evidence, time.monotonic() - started)
 
 
+def keepalive_options(period_s: float) -> tuple[tuple[str, int], ...]:
+    """HTTP/2 pings every `period_s`, the connection dropped when one is not acked within `period_s`.
+
+    This is how a frozen process (SIGSTOP, stuck in the kernel, a broken network
+    path) is seen between checks: the kernel still accepts its connections, but
+    nobody answers the pings. gRPC's C core answers pings on its own threads, so
+    an application that is hung while its transport lives is not seen this way;
+    the periodic Check with a deadline catches that one. The target must permit
+    pings this often (npanel's servers allow one per 500 ms).
+    """
+    if period_s <= 0:
+        return ()
+    ms = int(period_s * 1000)
+    return (("grpc.keepalive_time_ms", ms), ("grpc.keepalive_timeout_ms", ms),
+            ("grpc.http2.ping_timeout_ms", ms),  # keepalive_timeout_ms alone is not applied (1.85)
+            ("grpc.http2.max_pings_without_data", 0), ("grpc.keepalive_permit_without_calls", 1))
+
+
+def grpc_failure_type(exc: grpc.aio.AioRpcError) -> str:
+    """hang: the deadline passed, or a connection was accepted but never spoke
+    HTTP/2 (a frozen process: the kernel accepts for it); crash: nothing there."""
+    if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return "hang"
+    if exc.code() == grpc.StatusCode.UNAVAILABLE:
+        details = exc.details() or ""
+        return "hang" if "SETTINGS frame" in details or "ping timeout" in details else "crash"
+    return "unhealthy"
+
+
 class GrpcProbe:
     def __init__(self, spec: CheckSpec) -> None:
         self._spec = spec
-        self._channel = grpc.aio.insecure_channel(spec.address, options=PROBE_CHANNEL_OPTIONS)
+        options = PROBE_CHANNEL_OPTIONS + keepalive_options(spec.keepalive_s)
+        self._channel = grpc.aio.insecure_channel(spec.address, options=options)
         self._stub = health_pb2_grpc.HealthStub(self._channel)
         self._watcher: asyncio.Task[None] | None = None
         self._what = f"grpc.health.v1 Check {spec.address} service {spec.service!r}"
@@ -80,35 +114,36 @@ class GrpcProbe:
         try:
             response = await self._stub.Check(request, timeout=self._spec.timeout_s)
         except grpc.aio.AioRpcError as exc:
-            kind = {grpc.StatusCode.DEADLINE_EXCEEDED: "hang",
-                    grpc.StatusCode.UNAVAILABLE: "crash"}.get(exc.code(), "unhealthy")
             evidence = f"{self._what}: {exc.code().name} ({exc.details()})"
-            return CheckResult(False, kind, evidence, time.monotonic() - started)
+            return CheckResult(False, grpc_failure_type(exc), evidence, time.monotonic() - started)
         latency = time.monotonic() - started
         if response.status != SERVING:
             status = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
             return CheckResult(False, "unhealthy", f"{self._what}: {status}", latency)
         return CheckResult(True, latency_s=latency)
 
-    def watch(self, poke: Callable[[], None]) -> None:
+    def watch(self, poke: Poke) -> None:
         self._watcher = asyncio.create_task(self._watch(poke), name=f"watch {self._spec.address}")
 
-    async def _watch(self, poke: Callable[[], None]) -> None:
+    async def _watch(self, poke: Poke) -> None:
         delay, serving = 0.1, False
         request = health_pb2.HealthCheckRequest(service=self._spec.service)
+        what = f"grpc.health.v1 Watch {self._spec.address} service {self._spec.service!r}"
         while True:
+            ended = "the server ended the stream"
             try:
                 async for response in self._stub.Watch(request):
                     if response.status == SERVING:
                         serving, delay = True, 0.1
                     elif serving:
                         serving = False
-                        poke()
-            except grpc.aio.AioRpcError:
-                pass
-            if serving:  # the stream dropped: the process died or the connection broke
+                        status = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+                        poke(f"{what}: {status}")
+            except grpc.aio.AioRpcError as exc:
+                ended = f"{exc.code().name} ({exc.details()})"
+            if serving:  # the stream dropped: the process died, froze, or the connection broke
                 serving = False
-                poke()
+                poke(f"{what} ended: {ended}")
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
 
@@ -129,7 +164,7 @@ class _OneShot:
     async def check(self) -> CheckResult:
         return await _timed(self._spec, self._what, self._attempt)
 
-    def watch(self, poke: Callable[[], None]) -> None:
+    def watch(self, poke: Poke) -> None:
         return None
 
     async def close(self) -> None:

@@ -23,7 +23,8 @@ def target_from_pb(message: pb.Target) -> Target:
         send=c.send, expect=c.expect, command=tuple(c.command),
         interval_s=_or(c.interval_seconds, check_defaults.interval_s),
         timeout_s=_or(c.timeout_seconds, check_defaults.timeout_s),
-        failures=int(_or(c.failures, check_defaults.failures)))
+        failures=int(_or(c.failures, check_defaults.failures)),
+        keepalive_s=c.keepalive_seconds if c.HasField("keepalive_seconds") else check_defaults.keepalive_s)
     driver = DriverSpec(
         kind=d.kind or "none", command=tuple(d.command), env=dict(d.env), cwd=d.cwd, log_file=d.log_file,
         unit=d.unit, container=d.container,
@@ -45,7 +46,7 @@ def target_pb(status: TargetStatus) -> pb.Target:
         restarts_in_window=status.restarts_in_window, last_failure=status.last_failure, pid=status.pid,
         check=pb.Check(kind=c.kind, address=c.address, service=c.service, expect_status=c.expect_status,
                        send=c.send, expect=c.expect, command=c.command, interval_seconds=c.interval_s,
-                       timeout_seconds=c.timeout_s, failures=c.failures),
+                       timeout_seconds=c.timeout_s, failures=c.failures, keepalive_seconds=c.keepalive_s),
         driver=pb.Driver(kind=d.kind, command=d.command, env=dict(d.env), cwd=d.cwd, log_file=d.log_file,
                          unit=d.unit, container=d.container, stop_timeout_seconds=d.stop_timeout_s),
         policy=pb.Policy(backoff_initial_seconds=p.backoff_initial_s, backoff_max_seconds=p.backoff_max_s,

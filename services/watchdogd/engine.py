@@ -2,8 +2,11 @@
 
 One asyncio task per target. Between periodic checks the loop sleeps until the
 next one is due or until something wakes it: the gRPC Watch stream seeing
-NOT_SERVING or a dropped connection, the process driver seeing its child exit,
-or an operator action. Recording (PostgreSQL) never blocks recovery: when the
+NOT_SERVING or a dropped connection (a crash, or a frozen process whose
+keepalive pings go unanswered), the process driver seeing its child exit, or an
+operator action. A failure the Watch stream saw is checked at once; if that
+Check fails too, the two observations are the re-check and the target is
+recovered without waiting for another interval. Recording (PostgreSQL) never blocks recovery: when the
 database is down the restart still happens and the failure to record is logged.
 """
 
@@ -27,6 +30,7 @@ from .statemachine import Decision, Machine, State
 log = logging.getLogger(__name__)
 RECOVERING_POLL_S = 0.1  # how often a restarting target is re-checked
 RETRY_S = 0.5  # re-check after a failure, before acting on the threshold
+EXIT_REPORT_S = 0.3  # how long a refused connection waits for the child's exit status
 
 
 class IncidentSink(Protocol):
@@ -64,6 +68,8 @@ class Runner:
             self.machine.pause()
         self._wake = asyncio.Event()
         self._exit_code: int | None = None
+        self._exited = asyncio.Event()
+        self._watch_evidence: str | None = None
         self._incident: OpenIncident | None = None
         self.last_result = CheckResult(False, evidence="not checked yet")
 
@@ -71,8 +77,14 @@ class Runner:
         """Check now instead of at the next interval."""
         self._wake.set()
 
+    def watch_failed(self, evidence: str) -> None:
+        """The probe's stream saw a failure between checks: check now, and count it."""
+        self._watch_evidence = evidence
+        self._wake.set()
+
     def child_exited(self, code: int) -> None:
         self._exit_code = code
+        self._exited.set()
         self._wake.set()
 
     async def run(self) -> None:
@@ -82,7 +94,7 @@ class Runner:
         except DriverError as exc:
             log.error("%s: %s", name, exc)
             self._exit_code = 127
-        self.probe.watch(self.poke)
+        self.probe.watch(self.watch_failed)
         while True:
             try:
                 await self.step()
@@ -92,19 +104,40 @@ class Runner:
 
     async def step(self) -> None:
         """One observation and what follows from it."""
-        if self._exit_code is not None:
-            code, self._exit_code = self._exit_code, None
-            result = CheckResult(False, "crash", exit_text(code))
-            await self._handle(result, self.machine.observe_failure("crash", immediate=True))
-            return
-        result = await self.probe.check()
+        if self._exit_code is None:
+            watched, self._watch_evidence = self._watch_evidence, None
+            result = await self.probe.check()
+            if result.ok or not await self._child_exit_reported(result):
+                await self._observe(result, watched)
+                return
+        assert self._exit_code is not None
+        code, self._exit_code = self._exit_code, None
+        self._exited.clear()
+        result = CheckResult(False, "crash", exit_text(code))
+        await self._handle(result, self.machine.observe_failure("crash", immediate=True))
+
+    async def _child_exit_reported(self, result: CheckResult) -> bool:
+        """A refused connection to our own child: its exit status, about to be
+        reported, is the better evidence. Wait a moment for it."""
+        if result.failure_type != "crash" or self.target.driver.kind != "process":
+            return False
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(EXIT_REPORT_S):
+                await self._exited.wait()
+        return self._exit_code is not None
+
+    async def _observe(self, result: CheckResult, watched: str | None) -> None:
         self._metrics.check_latency.labels(self.target.name, self.target.check.kind).observe(result.latency_s)
+        if not result.ok and watched is not None:
+            result = CheckResult(False, result.failure_type, f"{watched}; then {result.evidence}",
+                                 result.latency_s)
         self.last_result = result
         self._metrics.health.labels(self.target.name).set(1 if result.ok else 0)
         if result.ok:
             await self._handle(result, self.machine.observe_ok())
         else:
-            await self._handle(result, self.machine.observe_failure(result.failure_type))
+            decision = self.machine.observe_failure(result.failure_type, confirmed=watched is not None)
+            await self._handle(result, decision)
 
     async def _sleep(self) -> None:
         state = self.machine.state
@@ -113,8 +146,11 @@ class Runner:
             delay = min(delay, RECOVERING_POLL_S)
         elif state is State.FAILING:
             delay = min(delay, RETRY_S)
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a
+        # cancellation that arrives as the wait ends, and this loop would never stop.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), delay)
+            async with asyncio.timeout(delay):
+                await self._wake.wait()
         self._wake.clear()
 
     async def _handle(self, result: CheckResult, decision: Decision) -> None:

@@ -39,12 +39,15 @@ class CheckSpec:
     interval_s: float = 6.0
     timeout_s: float = 3.0
     failures: int = 2
+    keepalive_s: float = 1.0  # grpc: HTTP/2 ping period and ack deadline; 0 = no pings
 
     def validate(self) -> None:
         _choice("check.kind", self.kind, CHECK_KINDS)
         _range("check.interval_seconds", self.interval_s, 0.05, 3600)
         _range("check.timeout_seconds", self.timeout_s, 0.05, 600)
         _range("check.failures", self.failures, 1, 100)
+        if self.keepalive_s != 0:
+            _range("check.keepalive_seconds", self.keepalive_s, 1, 300)
         if self.kind in ("grpc", "tcp"):
             _address("check.address", self.address)
         elif self.kind == "http":

@@ -103,8 +103,16 @@ class Machine:
             return Decision(resolved=True)
         return Decision()
 
-    def observe_failure(self, failure_type: str, *, immediate: bool = False) -> Decision:
-        """A failed check, or (`immediate`) the process seen exiting: no re-check needed."""
+    def observe_failure(self, failure_type: str, *, immediate: bool = False,
+                        confirmed: bool = False) -> Decision:
+        """A failed check; act once `threshold` failed in a row.
+
+        `immediate`: the process was seen exiting; no re-check, even while starting.
+        `confirmed`: two independent observations agree (the Watch stream or its
+        keepalive saw the failure, then a Check failed too): this is the
+        specification's "on failure re-check, then recover", so the threshold is
+        met, but a target that is still starting up is given its start timeout.
+        """
         now = self._clock()
         self.consecutive_failures += 1
         if self.phase is State.RECOVERING:
@@ -113,7 +121,7 @@ class Machine:
             failure_type = "start_failure"
         elif self.phase is State.HEALTHY:
             self.phase, self._since = State.FAILING, now
-        if not immediate and self.consecutive_failures < self.threshold:
+        if not (immediate or confirmed) and self.consecutive_failures < self.threshold:
             return Decision()
         return self._act(failure_type, now)
 

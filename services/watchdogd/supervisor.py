@@ -113,9 +113,9 @@ class Supervisor:
         if entry is None:
             return
         runner, task = entry
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        while not task.done():  # cancelled again should a step swallow the first cancel
+            task.cancel()
+            await asyncio.wait({task}, timeout=1.0)
         await runner.close()
         self._metrics.forget(name, runner.target.check.kind)
 

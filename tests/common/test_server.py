@@ -201,3 +201,23 @@ async def test_new_calls_are_refused_after_shutdown(
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await stub.Echo(testing_pb2.EchoRequest(message="late"), timeout=1)
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+@pytest.mark.asyncio
+async def test_keepalive_pings_every_second_are_allowed_on_an_idle_stream(
+        echo: tuple[RunningServer, CollectorRegistry]) -> None:
+    """watchdogd's probes ping every second; gRPC's default server policy would
+    answer the third ping on an idle stream with GOAWAY "too_many_pings"."""
+    from npanel.watchdogd.checks import keepalive_options
+
+    handle, _ = echo
+    async with grpc.aio.insecure_channel(handle.address, options=keepalive_options(1.0)) as channel:
+        stream = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
+        first = await stream.read()
+        assert first.status == Health.SERVING
+        # Five pings with no data on the stream: it must still be open.
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(5.5):
+                await stream.read()
+        assert channel.get_state() == grpc.ChannelConnectivity.READY
+        stream.cancel()

@@ -83,19 +83,49 @@ async def _resolved(wd: Watchdog, name: str) -> bool:
 
 
 @pytest.mark.asyncio
-async def test_a_hung_service_is_detected_by_the_deadline_and_recovered_within_10_s(
+async def test_a_frozen_service_is_recovered_within_10_s_with_the_specified_6_s_3_s_defaults(
         watchdog: Watchdog) -> None:
-    before = await put_healthy(watchdog, echo_target("hung", free_port()))
+    """SIGSTOP right after a passing check: the worst moment for a 6 s check interval.
+
+    The probe's keepalive pings go unanswered (the Watch stream ends), a Check
+    at once runs into its 3 s deadline: two observations, so it is restarted
+    without waiting for the next interval.
+    """
+    target = echo_target("frozen", free_port(), interval=6.0, timeout=3.0)
+    before = await put_healthy(watchdog, target)
     os.kill(before.pid, signal.SIGSTOP)
+    stopped = time.monotonic()
+    try:
+        await until(lambda: in_state(watchdog, "frozen", "HEALTHY", not_pid=before.pid), 10)
+    finally:
+        _kill_quietly(before.pid)
+    assert time.monotonic() - stopped < 10
+    await until(lambda: _resolved(watchdog, "frozen"), 5)
+    (incident,) = await incidents(watchdog, "frozen")
+    assert incident.failure_type == "hang", incident.evidence
+    watch, _, check = incident.evidence.partition("; then ")
+    assert "Watch" in watch and "ping timeout" in watch
+    # The Check either ran into its deadline or its connection never got an HTTP/2 SETTINGS frame.
+    assert "DEADLINE_EXCEEDED" in check or "SETTINGS frame" in check, check
+    assert incident.restart_count == 1 and 0 < incident.recovery_seconds < 10
+
+
+@pytest.mark.asyncio
+async def test_a_hung_application_is_detected_by_the_check_deadline(watchdog: Watchdog) -> None:
+    """The echo service's event loop blocks (SIGUSR1) while gRPC's core still answers pings."""
+    before = await put_healthy(watchdog, echo_target("hung", free_port()))
+    os.kill(before.pid, signal.SIGUSR1)
     stopped = time.monotonic()
     try:
         await until(lambda: in_state(watchdog, "hung", "HEALTHY", not_pid=before.pid), 10)
     finally:
         _kill_quietly(before.pid)
+    # 1 s interval, 0.5 s deadline, two failures, a 1 s stop timeout, a restart.
     assert time.monotonic() - stopped < 10
     await until(lambda: _resolved(watchdog, "hung"), 5)
     (incident,) = await incidents(watchdog, "hung")
     assert incident.failure_type == "hang"
+    assert incident.evidence.startswith("grpc.health.v1 Check"), incident.evidence  # not the Watch
     assert "DEADLINE_EXCEEDED" in incident.evidence
     assert incident.restart_count == 1
 

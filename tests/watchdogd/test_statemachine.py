@@ -47,6 +47,20 @@ def test_an_observed_exit_acts_at_once() -> None:
     assert machine.observe_failure("crash", immediate=True) == Decision(open_incident="crash", restart_in_s=0)
 
 
+def test_a_failure_confirmed_by_two_observations_acts_without_another_check() -> None:
+    machine, _ = healthy_machine(threshold=3)
+    decision = machine.observe_failure("hang", confirmed=True)
+    assert decision.open_incident == "hang" and decision.restart_in_s == 0
+
+
+def test_a_confirmed_failure_while_starting_waits_for_the_start_timeout() -> None:
+    clock = Clock()
+    machine = Machine(Policy(start_timeout_s=15), 2, clock)
+    assert machine.observe_failure("crash", confirmed=True) == Decision()
+    clock.now += 15
+    assert machine.observe_failure("crash", confirmed=True).open_incident == "start_failure"
+
+
 def test_recovery_resolves_the_incident() -> None:
     machine, _ = healthy_machine()
     machine.observe_failure("crash", immediate=True)
