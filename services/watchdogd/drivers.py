@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import signal
 from collections import deque
@@ -208,9 +209,18 @@ class DockerDriver:
         self.pid = 0
 
     def _container(self) -> Any:
-        import docker  # only when a docker target exists
+        try:
+            import docker  # only when a docker target exists
+        except ImportError as exc:
+            raise DriverError(f"docker container {self._spec.container!r}: the docker SDK is not "
+                              f"installed ({exc})") from exc
 
-        client = docker.DockerClient(base_url=f"unix://{self._socket}", timeout=60)
+        try:
+            # Asks the Engine its API version: an absent or refused socket fails here.
+            client = docker.DockerClient(base_url=f"unix://{self._socket}", timeout=60)
+        except docker.errors.DockerException as exc:
+            raise DriverError(f"docker container {self._spec.container!r}: "
+                              f"no Docker Engine at {self._socket}: {exc}") from exc
         try:
             return client.containers.get(self._spec.container)
         except docker.errors.DockerException as exc:
@@ -218,12 +228,12 @@ class DockerDriver:
             raise DriverError(f"docker container {self._spec.container!r}: {exc}") from exc
 
     def _restart(self) -> None:
-        import docker
-
         container = self._container()
+        import docker  # importable: _container() succeeded
+
         try:
             # The Engine's stop: SIGTERM, wait at most t seconds, SIGKILL.
-            container.stop(timeout=max(1, round(self._spec.stop_timeout_s)))
+            container.stop(timeout=max(1, math.ceil(self._spec.stop_timeout_s)))
             container.start()
         except docker.errors.DockerException as exc:
             raise DriverError(f"restarting container {self._spec.container!r}: {exc}") from exc
@@ -232,8 +242,12 @@ class DockerDriver:
 
     def _logs(self) -> list[str]:
         container = self._container()
+        import docker  # importable: _container() succeeded
+
         try:
             raw: bytes = container.logs(tail=LOG_LINES)
+        except docker.errors.DockerException as exc:
+            raise DriverError(f"logs of container {self._spec.container!r}: {exc}") from exc
         finally:
             container.client.close()
         return raw.decode(errors="replace").splitlines()[-LOG_LINES:]

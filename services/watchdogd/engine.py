@@ -18,14 +18,14 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from .checks import CheckResult, Probe
 from .drivers import Driver, DriverError, exit_text
 from .metrics import WatchdogMetrics
-from .model import Incident, Target
-from .statemachine import Decision, Machine, State
+from .model import Incident, SavedState, Target
+from .statemachine import Decision, Machine, Saved, State
 
 log = logging.getLogger(__name__)
 RECOVERING_POLL_S = 0.1  # how often a restarting target is re-checked
@@ -43,6 +43,12 @@ class IncidentSink(Protocol):
 
     async def resolve_incident(self, incident_id: int, recovered_at: datetime, recovery_seconds: float,
                                restart_count: int) -> Incident: ...
+
+    async def open_incident_of(self, target: str) -> Incident | None: ...
+
+    async def load_state(self, target: str) -> SavedState | None: ...
+
+    async def save_state(self, target: str, state: SavedState) -> None: ...
 
 
 @dataclass
@@ -71,6 +77,7 @@ class Runner:
         self._exited = asyncio.Event()
         self._watch_evidence: str | None = None
         self._incident: OpenIncident | None = None
+        self._saved_changes = 0  # machine.changes when its state was last stored
         self.last_result = CheckResult(False, evidence="not checked yet")
 
     def poke(self) -> None:
@@ -89,18 +96,63 @@ class Runner:
 
     async def run(self) -> None:
         name = self.target.name
-        try:
-            await self.driver.start()
-        except DriverError as exc:
-            log.error("%s: %s", name, exc)
-            self._exit_code = 127
+        if self.machine.gave_up:  # as systemd leaves a unit that hit its start limit
+            log.warning("%s: GAVE_UP before this watchdogd started: not started until "
+                        "`npanel watchdog reset %s`", name, name)
+        else:
+            try:
+                await self.driver.start()
+            except DriverError as exc:
+                log.error("%s: %s", name, exc)
+                self._exit_code = 127
         self.probe.watch(self.watch_failed)
         while True:
             try:
                 await self.step()
             except Exception:  # a bug must not end supervision of this target
                 log.exception("%s: supervision step failed; continuing", name)
+            if self.machine.changes != self._saved_changes:
+                await self._persist()
             await self._sleep()
+
+    async def restore(self) -> None:
+        """Counters, GAVE_UP and the open incident a previous watchdogd left behind.
+
+        Called by the supervisor before run(), so the API never shows a target
+        that has not been restored yet."""
+        name = self.target.name
+        try:
+            saved = await self._sink.load_state(name)
+            incident = await self._sink.open_incident_of(name)
+        except Exception:
+            log.exception("%s: stored state unreadable; starting with fresh counters", name)
+            return
+        mono, wall = self._clock(), datetime.now(UTC)
+        if incident is not None:
+            age = (wall - incident.detected_at).total_seconds()
+            self._incident = OpenIncident(incident.id, mono - age, incident.restart_count)
+        if saved is not None:
+            ages = tuple((wall - t).total_seconds() for t in saved.restarts)
+            self.machine.restore(Saved(saved.gave_up, ages, saved.attempt),
+                                 incident_open=incident is not None)
+            self._saved_changes = self.machine.changes
+            if saved.gave_up:
+                self._metrics.gave_up.labels(name).set(1)
+            log.info("%s: restored %s, %d restart(s) in the last hour", name,
+                     "GAVE_UP" if saved.gave_up else "counters", self.machine.restarts_in_window())
+        elif incident is not None:
+            self.machine.restore(Saved(), incident_open=True)
+
+    async def _persist(self) -> None:
+        changes, snap, wall = self.machine.changes, self.machine.snapshot(), datetime.now(UTC)
+        state = SavedState(snap.gave_up, tuple(wall - timedelta(seconds=a) for a in snap.restart_ages_s),
+                           snap.attempt)
+        try:
+            await self._sink.save_state(self.target.name, state)
+        except Exception:  # tried again after the next step
+            log.exception("%s: could not store the restart counters; supervision goes on", self.target.name)
+            return
+        self._saved_changes = changes
 
     async def step(self) -> None:
         """One observation and what follows from it."""

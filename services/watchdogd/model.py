@@ -180,6 +180,15 @@ class Incident:
 
 
 @dataclass(frozen=True)
+class SavedState:
+    """A target's stored counters (watchdog_target_state), in wall-clock time."""
+
+    gave_up: bool
+    restarts: tuple[datetime, ...]  # of the last hour, oldest first
+    attempt: int
+
+
+@dataclass(frozen=True)
 class IncidentQuery:
     target: str | None
     page_size: int

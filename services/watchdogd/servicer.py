@@ -25,7 +25,19 @@ from .v1 import watchdogd_pb2_grpc
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
 
+def check_target_filter(target: str) -> None:
+    """A request's `target` filter, refused under that field's name (check_name says "name")."""
+    if not target:
+        return
+    try:
+        check_name(target)
+    except InvalidArgument:
+        raise InvalidArgument("target", target, "a target name (lowercase letters, digits, _ and -, "
+                              "max 64), or empty for every target") from None
+
+
 def incident_query(request: pb.ListIncidentsRequest) -> IncidentQuery:
+    check_target_filter(request.target)
     before_id = None
     if request.page_token:
         if not request.page_token.isdigit():
@@ -77,7 +89,7 @@ class WatchdogServicer(watchdogd_pb2_grpc.WatchdogServiceServicer):
 
     async def ResetTarget(self, request: pb.TargetActionRequest, context: Ctx) -> pb.Target:
         before = self._target(request.name).state
-        await self._store.record_reset(request.name, _actor(request), request.reason, before)
+        await self._store.reset_target(request.name, _actor(request), request.reason, before)
         self._supervisor.reset(request.name)
         return self._target(request.name)
 
@@ -89,8 +101,7 @@ class WatchdogServicer(watchdogd_pb2_grpc.WatchdogServiceServicer):
 
     async def WatchIncidents(self, request: pb.WatchIncidentsRequest, context: Ctx
                              ) -> AsyncIterator[pb.Incident]:
-        if request.target:
-            check_name(request.target)
+        check_target_filter(request.target)
         with self._supervisor.broadcast.subscribe() as queue:
             while True:
                 incident = await queue.get()

@@ -53,6 +53,17 @@ class Decision:
     gave_up: bool = False  # the restart limit was reached just now
 
 
+@dataclass(frozen=True)
+class Saved:
+    """What must survive a watchdogd restart (stored by the engine): GAVE_UP,
+    the restarts of the last hour (as ages, so the clock may differ), the
+    backoff exponent."""
+
+    gave_up: bool = False
+    restart_ages_s: tuple[float, ...] = ()  # oldest first
+    attempt: int = 0
+
+
 def backoff(policy: Policy, attempt: int) -> float:
     """Seconds to wait before restart number `attempt` (0-based) since the last healthy period."""
     if attempt <= 0:
@@ -74,6 +85,7 @@ class Machine:
         self.last_failure = ""
         self._restarts: deque[float] = deque()
         self._since = clock()  # when the current phase began
+        self.changes = 0  # bumped whenever what snapshot() returns changes
 
     @property
     def state(self) -> State:
@@ -82,6 +94,19 @@ class Machine:
         if self.gave_up:
             return State.GAVE_UP
         return self.phase
+
+    def snapshot(self) -> Saved:
+        now = self._clock()
+        self._expire(now)
+        return Saved(self.gave_up, tuple(now - t for t in self._restarts), self.attempt)
+
+    def restore(self, saved: Saved, *, incident_open: bool) -> None:
+        """Continue where a previous watchdogd left off (before the first observation)."""
+        now = self._clock()
+        self._restarts = deque(now - age for age in saved.restart_ages_s if age < WINDOW_S)
+        self.attempt = saved.attempt
+        self.gave_up = saved.gave_up
+        self.incident_open = incident_open or saved.gave_up
 
     def restarts_in_window(self) -> int:
         self._expire(self._clock())
@@ -94,10 +119,13 @@ class Machine:
             # A restart that brought it back succeeded: the next failure is a new
             # one and gets an immediate restart; flapping is bounded by the hourly limit.
             self.phase, self._since = State.HEALTHY, now
-            self.attempt = 0
-        elif now - self._since >= self.policy.healthy_reset_s:
+            if self.attempt:
+                self.attempt = 0
+                self.changes += 1
+        elif now - self._since >= self.policy.healthy_reset_s and (self.attempt or self._restarts):
             self.attempt = 0
             self._restarts.clear()
+            self.changes += 1
         if self.incident_open and not self.gave_up:
             self.incident_open = False
             return Decision(resolved=True)
@@ -137,6 +165,7 @@ class Machine:
         self._expire(now)
         if len(self._restarts) >= self.policy.max_restarts_per_hour:
             self.gave_up = True
+            self.changes += 1
             return Decision(open_incident=opened, gave_up=True)
         return Decision(open_incident=opened, restart_in_s=backoff(self.policy, self.attempt))
 
@@ -145,6 +174,7 @@ class Machine:
         now = self._clock()
         self._restarts.append(now)
         self.attempt += 1
+        self.changes += 1
         self.phase, self._since = State.RECOVERING, now
         self.consecutive_failures = 0
 
@@ -162,6 +192,7 @@ class Machine:
         self._restarts.clear()
         self.attempt = 0
         self.gave_up = False
+        self.changes += 1
         if self.phase is not State.HEALTHY:
             self.phase, self._since = State.FAILING, self._clock()
             self.consecutive_failures = self.threshold - 1

@@ -1,9 +1,10 @@
 """Targets and incidents in PostgreSQL.
 
 Every operator action (put, remove, pause, resume, reset) writes its change and
-its audit_log row in one transaction. Incidents are written by watchdogd itself
-(not operator actions, so not audited); their evidence columns are append-only
-(trigger of migration 0003).
+its audit_log row in one transaction. What a watchdogd restart must not forget
+(GAVE_UP, the restarts of the last hour) is in watchdog_target_state.
+Incidents are written by watchdogd itself (not operator actions, so not
+audited); their evidence columns are append-only (trigger of migration 0003).
 """
 
 from __future__ import annotations
@@ -17,7 +18,15 @@ import asyncpg
 from npanel.common import audit
 from npanel.common.db import Connection, PoolStore
 
-from .model import Incident, IncidentQuery, Target, check_actor_reason, target_from_doc, target_not_found
+from .model import (
+    Incident,
+    IncidentQuery,
+    SavedState,
+    Target,
+    check_actor_reason,
+    target_from_doc,
+    target_not_found,
+)
 
 _INCIDENT_COLUMNS = """id, target, detected_at, failure_type, evidence, last_log_lines, restart_count,
                        recovered_at, recovery_seconds, resolved, gave_up"""
@@ -66,9 +75,13 @@ class WatchdogStore(PoolStore):
                                                  updated_at = now()
                 RETURNING *
                 """, target.name, json.dumps(doc), target.source)
+            # A changed definition starts with fresh counters (and leaves GAVE_UP).
+            cleared = await conn.fetchval(
+                "DELETE FROM watchdog_target_state WHERE name = $1 RETURNING gave_up", target.name)
             await _audit(conn, actor, "target.put", target.name,
                          {"reason": reason, "source": target.source, "spec": doc,
-                          "replaced": before is not None})
+                          "replaced": before is not None, "counters_cleared": cleared is not None,
+                          "was_gave_up": bool(cleared)})
         return _target(row)
 
     async def remove_target(self, name: str, actor: str, reason: str) -> None:
@@ -92,15 +105,41 @@ class WatchdogStore(PoolStore):
                          {"reason": reason})
         return _target(row)
 
-    async def record_reset(self, name: str, actor: str, reason: str, state_before: str) -> Target:
-        """The reset itself is in memory (counters, GAVE_UP); its audit row is here."""
+    async def reset_target(self, name: str, actor: str, reason: str, state_before: str) -> Target:
+        """Forget the stored counters and GAVE_UP, with the audit row, in one transaction.
+
+        The supervisor's in-memory reset follows (servicer.py)."""
         check_actor_reason(actor, reason)
         async with self._pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow("SELECT * FROM watchdog_targets WHERE name = $1 FOR UPDATE", name)
             if row is None:
                 raise target_not_found(name)
+            await conn.execute("DELETE FROM watchdog_target_state WHERE name = $1", name)
             await _audit(conn, actor, "target.reset", name, {"reason": reason, "state_before": state_before})
         return _target(row)
+
+    async def load_state(self, name: str) -> SavedState | None:
+        row = await self._pool.fetchrow(
+            "SELECT gave_up, restarts, attempt FROM watchdog_target_state WHERE name = $1", name)
+        if row is None:
+            return None
+        return SavedState(row["gave_up"], tuple(row["restarts"]), row["attempt"])
+
+    async def save_state(self, name: str, state: SavedState) -> None:
+        """Upsert; nothing when the target was removed meanwhile (no orphan rows)."""
+        await self._pool.execute(
+            """INSERT INTO watchdog_target_state (name, gave_up, restarts, attempt)
+               SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM watchdog_targets WHERE name = $1)
+               ON CONFLICT (name) DO UPDATE SET gave_up = EXCLUDED.gave_up, restarts = EXCLUDED.restarts,
+                                                attempt = EXCLUDED.attempt, updated_at = now()""",
+            name, state.gave_up, list(state.restarts), state.attempt)
+
+    async def open_incident_of(self, target: str) -> Incident | None:
+        """The target's latest incident if it is still open (a previous watchdogd's)."""
+        row = await self._pool.fetchrow(
+            f"""SELECT {_INCIDENT_COLUMNS} FROM agent_failures WHERE target = $1
+                ORDER BY id DESC LIMIT 1""", target)
+        return None if row is None or row["resolved"] else _incident(row)
 
     async def open_incident(self, target: str, detected_at: datetime, failure_type: str, evidence: str,
                             last_log_lines: list[str]) -> Incident:

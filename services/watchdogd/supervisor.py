@@ -13,7 +13,7 @@ from .checks import make_probe
 from .drivers import make_driver
 from .engine import Runner
 from .metrics import WatchdogMetrics
-from .model import Incident, Target, target_not_found
+from .model import Incident, SavedState, Target, target_not_found
 from .store import WatchdogStore
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,15 @@ class RecordingSink:
         return self._announce(await self._store.resolve_incident(
             incident_id, recovered_at, recovery_seconds, restart_count))
 
+    async def open_incident_of(self, target: str) -> Incident | None:
+        return await self._store.open_incident_of(target)
+
+    async def load_state(self, target: str) -> SavedState | None:
+        return await self._store.load_state(target)
+
+    async def save_state(self, target: str, state: SavedState) -> None:
+        await self._store.save_state(target, state)
+
 
 class Supervisor:
     def __init__(self, store: WatchdogStore, metrics: WatchdogMetrics, restarts_enabled: Callable[[], bool],
@@ -104,6 +113,7 @@ class Supervisor:
                              systemctl=self._systemctl, docker_socket=self._docker_socket)
         runner = Runner(target, make_probe(target.check), driver, self._sink, self._metrics,
                         self._restarts_enabled)
+        await runner.restore()
         task = asyncio.create_task(runner.run(), name=f"watchdog {target.name}")
         task.add_done_callback(_report_crash)
         self._runners[target.name] = (runner, task)

@@ -163,3 +163,26 @@ def test_failures_tolerated_during_start_up_are_not_shown() -> None:
     machine.last_failure = ""
     assert machine.observe_failure("unhealthy").restart_in_s is None  # still starting: tolerated
     assert machine.last_failure == ""
+
+
+def test_a_snapshot_restored_into_a_new_machine_keeps_gave_up_and_the_window() -> None:
+    policy = Policy(max_restarts_per_hour=2)
+    machine, clock = healthy_machine(policy)
+    changes = machine.changes
+    for _ in range(2):
+        machine.observe_failure("crash", immediate=True)
+        machine.restarted()
+        clock.now += 100
+    assert machine.observe_failure("crash", immediate=True).gave_up
+    assert machine.changes > changes
+    saved = machine.snapshot()
+    assert saved.gave_up and saved.restart_ages_s == (200.0, 100.0)
+
+    later = Clock()  # another process: another monotonic origin
+    later.now = 5.0
+    revived = Machine(policy, 2, later)
+    revived.restore(saved, incident_open=False)
+    assert revived.state is State.GAVE_UP and revived.restarts_in_window() == 2
+    assert revived.observe_ok() == Decision()  # healthy by hand: still GAVE_UP, incident stays open
+    later.now += 3600 - 150  # the older restart leaves the hour, the newer one not yet
+    assert revived.restarts_in_window() == 1
