@@ -286,3 +286,20 @@ async def test_watchdogd_down_is_unavailable_naming_the_backend(database_url: st
         code, out, err = await npanel(gw, "targets")
     assert code == 1 and out == ""
     assert f"UNAVAILABLE: backend watchdogd at {dead} is unavailable" in err, err
+
+
+@pytest.mark.asyncio
+async def test_a_reader_that_leaves_early_gets_no_traceback(stack: Stack) -> None:
+    """`npanel watchdog --json targets | head -c 1`: the pipe closes under the CLI."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # nobody will read: the first write fails with EPIPE
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "npanel.cli", "watchdog", "--gateway", stack.gw.grpc_address,
+            "--token", stack.gw.tokens["admin"], "--json", "targets",
+            stdout=write_end, stderr=asyncio.subprocess.PIPE)
+    finally:
+        os.close(write_end)
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert "Traceback" not in err.decode(), err.decode()
+    assert proc.returncode == 141
