@@ -35,9 +35,10 @@ test-integration: proto
 test-e2e: proto
 	$(PY) -m pytest -m e2e $(PYTEST_ARGS)
 
-# The cgroup_vm tier alone: one virtme-ng boot of a full cgroup v2 kernel.
+# The cgroup_vm tier alone: virtme-ng boots of a full cgroup v2 kernel, then of systemd as PID 1.
 test-vm: proto
 	scripts/run-vm-tests.sh build/vm-tests
+	scripts/run-vm-systemd-tests.sh build/vm-systemd-tests
 
 lint: proto
 	$(VENV)/bin/ruff check services tests tools $(wildcard bench)

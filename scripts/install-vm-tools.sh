@@ -5,7 +5,9 @@
 # Idempotent; virtme-ng itself comes from the project venv (pyproject test extras).
 set -euo pipefail
 log() { printf '[install-vm-tools] %s\n' "$*"; }
-PACKAGES=(qemu-system-x86 linux-image-amd64 busybox-static cgroup-tools)
+# systemd, dbus and polkitd: the systemd VM test boots the host's systemd as PID 1
+# (scripts/run-vm-systemd-tests.sh).
+PACKAGES=(qemu-system-x86 linux-image-amd64 busybox-static cgroup-tools systemd dbus polkitd)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
     status="$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)"
