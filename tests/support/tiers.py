@@ -96,6 +96,7 @@ PREREQUISITES: dict[str, Callable[[], str | None]] = {
     "e2e": _e2e,
     "cgroup_host": _cgroup_host,
     "cgroup_vm": _cgroup_vm,
+    "soak": _integration,  # real processes and real PostgreSQL, like integration
 }
 
 
