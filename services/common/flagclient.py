@@ -18,6 +18,7 @@ import logging
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from npanel.common.channels import fast_reconnect, keepalive
 from npanel.flagd.convert import flag_from_pb
 from npanel.flagd.evaluator import evaluate
 from npanel.flagd.model import Flag
@@ -27,13 +28,7 @@ log = logging.getLogger(__name__)
 
 # Reconnect quickly: a toggle must reach every service within ~100 ms of flagd
 # being reachable again, not after gRPC's default 1 s..120 s backoff.
-CHANNEL_OPTIONS = (
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 2000),
-    ("grpc.keepalive_time_ms", 10000),
-    ("grpc.keepalive_timeout_ms", 5000),
-)
+CHANNEL_OPTIONS = (*fast_reconnect(2000), *keepalive(10.0, 5.0))
 
 
 class FlagClient:

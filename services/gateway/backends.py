@@ -14,6 +14,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
+from npanel.common.channels import fast_reconnect
 from npanel.common.interceptors import ACTOR_KEY, REQUEST_ID_KEY
 
 from .metrics import ApiMetrics
@@ -23,11 +24,11 @@ from .tokens import Token
 LocalMethod = Callable[[Any, Token], Awaitable[Message]]
 # Services declaring this backend are served inside the gateway (TokenService).
 LOCAL_BACKEND = "gateway"
-CHANNEL_OPTIONS = (
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 1000),
-)
+# Reconnect soon after a backend comes back (not min_reconnect_backoff_ms: see
+# npanel.common.channels; at 100 ms a slow first connection failed a write with
+# "tcp handshaker shutdown"). Each call's deadline bounds the wait; a refused
+# connection still fails at once.
+CHANNEL_OPTIONS = fast_reconnect(1000)
 
 
 class BackendError(Exception):

@@ -21,18 +21,15 @@ from urllib.parse import urlsplit
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from npanel.common.channels import fast_reconnect, keepalive
+
 from .model import CheckSpec
 
 log = logging.getLogger(__name__)
 SERVING = health_pb2.HealthCheckResponse.SERVING
 # Reconnect within ~100 ms once the target is back, so recovery is measured
 # rather than hidden behind gRPC's default 1 s (growing to 120 s) backoff.
-PROBE_CHANNEL_OPTIONS = (
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 500),
-    ("grpc.enable_retries", 0),
-)
+PROBE_CHANNEL_OPTIONS = (*fast_reconnect(500), ("grpc.enable_retries", 0))
 
 
 @dataclass(frozen=True)
@@ -70,24 +67,6 @@ async def _timed(spec: CheckSpec, what: str, run: Callable[[], Awaitable[CheckRe
     return CheckResult(result.ok, result.failure_type, result.evidence, time.monotonic() - started)
 
 
-def keepalive_options(period_s: float) -> tuple[tuple[str, int], ...]:
-    """HTTP/2 pings every `period_s`, the connection dropped when one is not acked within `period_s`.
-
-    This is how a frozen process (SIGSTOP, stuck in the kernel, a broken network
-    path) is seen between checks: the kernel still accepts its connections, but
-    nobody answers the pings. gRPC's C core answers pings on its own threads, so
-    an application that is hung while its transport lives is not seen this way;
-    the periodic Check with a deadline catches that one. The target must permit
-    pings this often (npanel's servers allow one per 500 ms).
-    """
-    if period_s <= 0:
-        return ()
-    ms = int(period_s * 1000)
-    return (("grpc.keepalive_time_ms", ms), ("grpc.keepalive_timeout_ms", ms),
-            ("grpc.http2.ping_timeout_ms", ms),  # keepalive_timeout_ms alone is not applied (1.85)
-            ("grpc.http2.max_pings_without_data", 0), ("grpc.keepalive_permit_without_calls", 1))
-
-
 def grpc_failure_type(exc: grpc.aio.AioRpcError) -> str:
     """hang: the deadline passed, or a connection was accepted but never spoke
     HTTP/2 (a frozen process: the kernel accepts for it); crash: nothing there."""
@@ -102,7 +81,11 @@ def grpc_failure_type(exc: grpc.aio.AioRpcError) -> str:
 class GrpcProbe:
     def __init__(self, spec: CheckSpec) -> None:
         self._spec = spec
-        options = PROBE_CHANNEL_OPTIONS + keepalive_options(spec.keepalive_s)
+        # Keepalive sees a frozen process (SIGSTOP, stuck in the kernel, a broken
+        # path) between checks: the kernel still accepts its connections, but
+        # nobody acks the pings. gRPC's C core answers pings on its own threads,
+        # so an application hung while its transport lives is left to the Check.
+        options = PROBE_CHANNEL_OPTIONS + keepalive(spec.keepalive_s)
         self._channel = grpc.aio.insecure_channel(spec.address, options=options)
         self._stub = health_pb2_grpc.HealthStub(self._channel)
         self._watcher: asyncio.Task[None] | None = None

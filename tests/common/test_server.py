@@ -208,10 +208,10 @@ async def test_keepalive_pings_every_second_are_allowed_on_an_idle_stream(
         echo: tuple[RunningServer, CollectorRegistry]) -> None:
     """watchdogd's probes ping every second; gRPC's default server policy would
     answer the third ping on an idle stream with GOAWAY "too_many_pings"."""
-    from npanel.watchdogd.checks import keepalive_options
+    from npanel.common.channels import keepalive
 
     handle, _ = echo
-    async with grpc.aio.insecure_channel(handle.address, options=keepalive_options(1.0)) as channel:
+    async with grpc.aio.insecure_channel(handle.address, options=keepalive(1.0)) as channel:
         stream = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
         first = await stream.read()
         assert first.status == Health.SERVING
