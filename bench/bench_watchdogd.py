@@ -1,4 +1,4 @@
-"""watchdogd: recovery time after SIGKILL and SIGSTOP, side by side with supervisord; idle cost.
+"""watchdogd: recovery time after SIGKILL, SIGSTOP and an application hang, beside supervisord; idle cost.
 
 Real processes on 127.0.0.1: PostgreSQL (embedded), flagd (agent_watchdog on),
 watchdogd, and the test-only echo gRPC service as the supervised target.
@@ -7,7 +7,13 @@ new process. supervisord (PyPI; SUPERVISORD=/path/to/supervisord or on PATH)
 runs the same echo service with autorestart for the crash case; it cannot see
 a hang, so it has no hang figures.
 
-Usage: bench/bench_watchdogd.py [--kills 20] [--hangs 20] [--idle-seconds 30]
+Each signal is sent as soon as watchdogd reports the target HEALTHY, i.e. just
+after a passing check: the worst moment for detection by a periodic check.
+Hangs: SIGSTOP freezes the whole process (keepalive pings go unanswered);
+SIGUSR1 makes the echo service block its own event loop while gRPC's core still
+answers pings (only the Check deadline sees it).
+
+Usage: bench/bench_watchdogd.py [--kills 20] [--hangs 20] [--app-hangs 10] [--idle-seconds 30]
 """
 
 from __future__ import annotations
@@ -48,8 +54,7 @@ from npanel.watchdogd.v1 import watchdogd_pb2 as pb
 from npanel.watchdogd.v1 import watchdogd_pb2_grpc
 
 ECHO = [PYTHON, "-m", "npanel.testing.echo"]
-OPTIONS = [("grpc.initial_reconnect_backoff_ms", 20), ("grpc.min_reconnect_backoff_ms", 20),
-           ("grpc.max_reconnect_backoff_ms", 100)]
+OPTIONS = [("grpc.initial_reconnect_backoff_ms", 20), ("grpc.max_reconnect_backoff_ms", 100)]
 
 
 def echo_env(port: int) -> dict[str, str]:
@@ -138,10 +143,16 @@ def scenarios(stub: Any, wd_pid: int, args: argparse.Namespace) -> dict[str, Any
     put(target("kill", port, 6.0, 3.0))  # the defaults
     results["kill_defaults"] = summary(measure(port, pid("kill"), signal.SIGKILL, args.kills))
     stub.RemoveTarget(pb.RemoveTargetRequest(name="kill", actor="bench", reason="done"), timeout=10)
-    port = free_port()
-    put(target("hang", port, args.hang_interval, args.hang_timeout))
-    results["hang"] = {**summary(measure(port, pid("hang"), signal.SIGSTOP, args.hangs)),
-                       "interval_s": args.hang_interval, "timeout_s": args.hang_timeout}
+    for key, sig, interval, timeout, rounds in (
+            ("frozen", signal.SIGSTOP, 6.0, 3.0, args.hangs),
+            ("app_hang", signal.SIGUSR1, 6.0, 3.0, args.app_hangs),
+            ("app_hang_fast", signal.SIGUSR1, 2.0, 1.0, args.app_hangs)):
+        port = free_port()
+        put(target(key, port, interval, timeout))
+        results[key] = {**summary(measure(port, pid(key), sig, rounds)),
+                        "interval_s": interval, "timeout_s": timeout}
+        if key != "app_hang_fast":
+            stub.RemoveTarget(pb.RemoveTargetRequest(name=key, actor="bench", reason="done"), timeout=10)
     results["idle"] = idle(stub, put, wd_pid, args.idle_seconds, port)
     return results
 
@@ -199,8 +210,9 @@ def report(results: dict[str, Any]) -> str:
     rows = []
     for label, key in (("watchdogd SIGKILL (defaults 6 s / 3 s)", "kill_defaults"),
                        ("supervisord SIGKILL (autorestart)", "supervisord"),
-                       (f"watchdogd SIGSTOP hang ({results['hang']['interval_s']:g} s / "
-                        f"{results['hang']['timeout_s']:g} s)", "hang")):
+                       ("watchdogd SIGSTOP, frozen process (6 s / 3 s)", "frozen"),
+                       ("watchdogd application hang, SIGUSR1 (6 s / 3 s)", "app_hang"),
+                       ("watchdogd application hang, SIGUSR1 (2 s / 1 s)", "app_hang_fast")):
         r = results[key]
         rows.append([label, r.get("n"), r.get("p50_s"), r.get("p95_s"), r.get("max_s")])
     crash_ratio = ratio(results["kill_defaults"]["p50_s"], results["supervisord"].get("p50_s", 0))
@@ -215,8 +227,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--hangs", type=int, default=20)
-    parser.add_argument("--hang-interval", type=float, default=3.0)
-    parser.add_argument("--hang-timeout", type=float, default=1.5)
+    parser.add_argument("--app-hangs", type=int, default=10)
     parser.add_argument("--idle-seconds", type=float, default=30.0)
     args = parser.parse_args()
     with postgres() as url:
