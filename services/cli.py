@@ -161,6 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code = int(args.func(args))
+        sys.stdout.flush()  # inside the try: a closed pipe is seen here, not at exit
     except SettingsError as exc:
         print(f"npanel {args.command}: {exc}", file=sys.stderr)
         return 2

@@ -30,6 +30,7 @@ from .statemachine import Decision, Machine, Saved, State
 log = logging.getLogger(__name__)
 RECOVERING_POLL_S = 0.1  # how often a restarting target is re-checked
 RETRY_S = 0.5  # re-check after a failure, before acting on the threshold
+RECORD_TIMEOUT_S = 5.0  # a database that hangs must not stop supervision
 EXIT_REPORT_S = 0.3  # how long a refused connection waits for the child's exit status
 
 
@@ -78,6 +79,7 @@ class Runner:
         self._watch_evidence: str | None = None
         self._incident: OpenIncident | None = None
         self._saved_changes = 0  # machine.changes when its state was last stored
+        self._restored = False  # stored state read; until then nothing is stored over it
         self.last_result = CheckResult(False, evidence="not checked yet")
 
     def poke(self) -> None:
@@ -111,7 +113,7 @@ class Runner:
                 await self.step()
             except Exception:  # a bug must not end supervision of this target
                 log.exception("%s: supervision step failed; continuing", name)
-            if self.machine.changes != self._saved_changes:
+            if self.machine.changes != self._saved_changes and self._restored:
                 await self._persist()
             await self._sleep()
 
@@ -122,11 +124,15 @@ class Runner:
         that has not been restored yet."""
         name = self.target.name
         try:
-            saved = await self._sink.load_state(name)
-            incident = await self._sink.open_incident_of(name)
-        except Exception:
-            log.exception("%s: stored state unreadable; starting with fresh counters", name)
+            async with asyncio.timeout(RECORD_TIMEOUT_S):
+                saved = await self._sink.load_state(name)
+                incident = await self._sink.open_incident_of(name)
+        except Exception as exc:
+            # Supervised with fresh counters, but never stored over what could not be read.
+            log.error("%s: stored state unreadable (%r); fresh counters until watchdogd restarts, "
+                      "stored state kept", name, exc)
             return
+        self._restored = True
         mono, wall = self._clock(), datetime.now(UTC)
         if incident is not None:
             age = (wall - incident.detected_at).total_seconds()
@@ -148,9 +154,11 @@ class Runner:
         state = SavedState(snap.gave_up, tuple(wall - timedelta(seconds=a) for a in snap.restart_ages_s),
                            snap.attempt)
         try:
-            await self._sink.save_state(self.target.name, state)
-        except Exception:  # tried again after the next step
-            log.exception("%s: could not store the restart counters; supervision goes on", self.target.name)
+            async with asyncio.timeout(RECORD_TIMEOUT_S):
+                await self._sink.save_state(self.target.name, state)
+        except Exception as exc:  # tried again after the next step
+            log.warning("%s: could not store the restart counters (%r); supervision goes on",
+                        self.target.name, exc)
             return
         self._saved_changes = changes
 
@@ -220,7 +228,10 @@ class Runner:
     async def _open(self, failure_type: str, evidence: str) -> None:
         detected, now = self._clock(), datetime.now(UTC)
         self._incident = OpenIncident(None, detected)
-        lines = await self.driver.last_logs()
+        try:
+            lines = await self.driver.last_logs()
+        except Exception as exc:  # the incident is written without them
+            lines = [f"[watchdogd] could not read the last log lines: {exc!r}"]
         incident = await self._record(self._sink.open_incident(
             self.target.name, now, failure_type, evidence, lines))
         if incident is not None:
@@ -251,8 +262,8 @@ class Runner:
         result = "restarted"
         try:
             await self.driver.restart()
-        except DriverError as exc:
-            log.error("%s: restart failed: %s", name, exc)
+        except Exception as exc:  # DriverError, or a driver's own library failing: counted all the same
+            log.error("%s: restart failed: %s", name, exc if isinstance(exc, DriverError) else repr(exc))
             result = "failed"
             self._exit_code = 1 if self.target.driver.kind != "none" else None
         self.machine.restarted()
@@ -282,7 +293,8 @@ class Runner:
 
     async def _record(self, write: Awaitable[Incident]) -> Incident | None:
         try:
-            return await write
+            async with asyncio.timeout(RECORD_TIMEOUT_S):
+                return await write
         except Exception:
             log.exception("%s: could not record the incident; supervision goes on", self.target.name)
             return None

@@ -78,8 +78,13 @@ class WatchdogdService:
         if not await self.flags.wait_ready(FLAG_WAIT_S):
             log.warning("flagd at %s not reachable yet: %s counts as off until it is",
                         self._own.flagd_address, FLAG)
-        for target in await self.store.list_targets():
-            await self.supervisor.apply(target)
+        supervisor = self.supervisor
+
+        async def apply_stored() -> None:  # serialised with API changes arriving meanwhile
+            for target in await self.store.list_targets():
+                await supervisor.apply(target)
+
+        await supervisor.change(apply_stored)
         log.info("watching %d target(s); restarts %s", len(self.supervisor.names()),
                  "enabled" if self.restarts_enabled() else f"suppressed ({FLAG} is off)")
         self.notifier.ready()

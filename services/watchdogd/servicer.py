@@ -64,21 +64,35 @@ class WatchdogServicer(watchdogd_pb2_grpc.WatchdogServiceServicer):
 
     async def PutTarget(self, request: pb.PutTargetRequest, context: Ctx) -> pb.Target:
         target = target_from_pb(request.target)
-        stored = await self._store.put_target(target, _actor(request), request.reason)
-        if stored is not None:
-            await self._supervisor.apply(stored)
+
+        async def put() -> None:
+            stored = await self._store.put_target(target, _actor(request), request.reason)
+            if stored is not None:
+                await self._supervisor.apply(stored, fresh=True)
+            elif target.name not in self._supervisor.names():  # stored, but its runner was lost
+                await self._supervisor.apply(await self._store.get_target(target.name))
+
+        await self._supervisor.change(put)
         return self._target(target.name)
 
     async def RemoveTarget(self, request: pb.RemoveTargetRequest, context: Ctx) -> pb.RemoveTargetResponse:
         check_name(request.name)
-        await self._store.remove_target(request.name, _actor(request), request.reason)
-        await self._supervisor.remove(request.name)
+
+        async def remove() -> None:
+            await self._store.remove_target(request.name, _actor(request), request.reason)
+            await self._supervisor.remove(request.name)
+
+        await self._supervisor.change(remove)
         return pb.RemoveTargetResponse()
 
     async def _pause(self, request: pb.TargetActionRequest, paused: bool) -> pb.Target:
         check_name(request.name)
-        target = await self._store.set_paused(request.name, paused, _actor(request), request.reason)
-        self._supervisor.set_target(target)
+
+        async def pause() -> None:
+            target = await self._store.set_paused(request.name, paused, _actor(request), request.reason)
+            self._supervisor.set_target(target)
+
+        await self._supervisor.change(pause)
         return self._target(request.name)
 
     async def PauseTarget(self, request: pb.TargetActionRequest, context: Ctx) -> pb.Target:
@@ -88,9 +102,12 @@ class WatchdogServicer(watchdogd_pb2_grpc.WatchdogServiceServicer):
         return await self._pause(request, False)
 
     async def ResetTarget(self, request: pb.TargetActionRequest, context: Ctx) -> pb.Target:
-        before = self._target(request.name).state
-        await self._store.reset_target(request.name, _actor(request), request.reason, before)
-        self._supervisor.reset(request.name)
+        async def reset() -> None:
+            before = self._target(request.name).state
+            await self._store.reset_target(request.name, _actor(request), request.reason, before)
+            self._supervisor.reset(request.name)
+
+        await self._supervisor.change(reset)
         return self._target(request.name)
 
     async def ListIncidents(self, request: pb.ListIncidentsRequest, context: Ctx) -> pb.ListIncidentsResponse:

@@ -103,7 +103,8 @@ class Machine:
     def restore(self, saved: Saved, *, incident_open: bool) -> None:
         """Continue where a previous watchdogd left off (before the first observation)."""
         now = self._clock()
-        self._restarts = deque(now - age for age in saved.restart_ages_s if age < WINDOW_S)
+        # max(0, age): a restart stored "in the future" (the wall clock was set back) counts as now.
+        self._restarts = deque(now - max(0.0, age) for age in saved.restart_ages_s if age < WINDOW_S)
         self.attempt = saved.attempt
         self.gave_up = saved.gave_up
         self.incident_open = incident_open or saved.gave_up

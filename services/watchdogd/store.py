@@ -84,6 +84,12 @@ class WatchdogStore(PoolStore):
                           "was_gave_up": bool(cleared)})
         return _target(row)
 
+    async def get_target(self, name: str) -> Target:
+        row = await self._pool.fetchrow("SELECT * FROM watchdog_targets WHERE name = $1", name)
+        if row is None:
+            raise target_not_found(name)
+        return _target(row)
+
     async def remove_target(self, name: str, actor: str, reason: str) -> None:
         check_actor_reason(actor, reason)
         async with self._pool.acquire() as conn, conn.transaction():
@@ -135,9 +141,12 @@ class WatchdogStore(PoolStore):
             name, state.gave_up, list(state.restarts), state.attempt)
 
     async def open_incident_of(self, target: str) -> Incident | None:
-        """The target's latest incident if it is still open (a previous watchdogd's)."""
+        """The target's latest incident if it is still open (a previous watchdogd's),
+        and about this target: not one of a removed target of the same name."""
         row = await self._pool.fetchrow(
-            f"""SELECT {_INCIDENT_COLUMNS} FROM agent_failures WHERE target = $1
+            f"""SELECT {_INCIDENT_COLUMNS} FROM agent_failures
+                WHERE target = $1
+                  AND detected_at >= (SELECT created_at FROM watchdog_targets WHERE name = $1)
                 ORDER BY id DESC LIMIT 1""", target)
         return None if row is None or row["resolved"] else _incident(row)
 

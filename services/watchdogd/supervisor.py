@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, TypeVar
 
 from .checks import make_probe
 from .drivers import make_driver
@@ -18,6 +19,7 @@ from .store import WatchdogStore
 
 log = logging.getLogger(__name__)
 SUBSCRIBER_QUEUE = 1000
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -99,15 +101,41 @@ class Supervisor:
         self._systemctl = systemctl
         self._docker_socket = docker_socket
         self._runners: dict[str, tuple[Runner, asyncio.Task[None]]] = {}
+        self._changes = asyncio.Lock()
+
+    async def change(self, work: Callable[[], Awaitable[T]]) -> T:
+        """Run a stored change and its application to the running supervisor as one step.
+
+        Changes are serialised (a remove cannot slip between a put's store write
+        and its runner, nor two puts of one name run at once), and shielded: a
+        caller that goes away (an RPC deadline) does not cut a change that was
+        already stored and audited short of taking effect.
+        """
+        async def serialised() -> T:
+            async with self._changes:
+                return await work()
+
+        task = asyncio.ensure_future(serialised())
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.add_done_callback(_retrieve)
+            raise
 
     def _runner(self, name: str) -> Runner:
         if name not in self._runners:
             raise target_not_found(name)
         return self._runners[name][0]
 
-    async def apply(self, target: Target) -> None:
-        """Start supervising `target`, replacing (and stopping) a previous definition."""
+    async def apply(self, target: Target, *, fresh: bool = False) -> None:
+        """Start supervising `target`, replacing (and stopping) a previous definition.
+
+        `fresh`: a changed definition starts with fresh counters. The old runner
+        may have stored its counters after the change cleared them, so they are
+        cleared again once it has stopped."""
         await self.remove(target.name)
+        if fresh:
+            await self._sink.save_state(target.name, SavedState(False, (), 0))
         runner: Runner
         driver = make_driver(target.driver, lambda code: runner.child_exited(code),
                              systemctl=self._systemctl, docker_socket=self._docker_socket)
@@ -154,6 +182,12 @@ class Supervisor:
     async def close(self) -> None:
         # Children of process targets are stopped together, each with its bounded wait.
         await asyncio.gather(*(self.remove(name) for name in list(self._runners)))
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """A shielded change whose caller left: its error is logged, not lost."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("a target change failed after its caller left: %r", task.exception())
 
 
 def _report_crash(task: asyncio.Task[None]) -> None:

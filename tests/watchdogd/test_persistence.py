@@ -91,7 +91,9 @@ async def test_a_changed_definition_starts_with_fresh_counters(
         await wd.stub.PutTarget(pb.PutTargetRequest(target=target, actor="ops", reason="fixed the config"),
                                 timeout=5)
         assert (await wd.target("redone")).state != "GAVE_UP"
-        assert await conn.fetchval("SELECT count(*) FROM watchdog_target_state WHERE name = 'redone'") == 0
+        row = await conn.fetchrow("SELECT gave_up, cardinality(restarts) AS n, attempt "
+                                  "FROM watchdog_target_state WHERE name = 'redone'")
+        assert row is None or (not row["gave_up"] and row["n"] == 0 and row["attempt"] == 0), row
         details = await conn.fetchval(
             "SELECT details FROM audit_log WHERE action = 'watchdog.target.put' AND actor = 'ops'")
         assert '"was_gave_up": true' in details and '"counters_cleared": true' in details

@@ -1,0 +1,79 @@
+"""Operator changes take effect as stored: serialised, and not cut short by a caller
+that leaves. Real processes, real PostgreSQL."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+import pytest_asyncio
+
+from npanel.flagd.v1 import flagd_pb2
+from tests.support.flagd import Replica
+from tests.watchdogd.support import ACTOR, Watchdog, free_port, in_state, incidents, start_watchdog, until
+
+from npanel.watchdogd.v1 import watchdogd_pb2 as pb  # isort: skip
+
+pytestmark = pytest.mark.integration
+STUBBORN = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
+
+
+@pytest_asyncio.fixture
+async def watchdog(database_url: str, flagd: Replica) -> AsyncIterator[Watchdog]:
+    await flagd.stub.SetFlag(flagd_pb2.SetFlagRequest(
+        name="agent_watchdog", enabled=True, actor="tester", reason="test"), timeout=5)
+    async with start_watchdog(database_url, flagd.address) as wd:
+        yield wd
+
+
+def stubborn_target(interval: float) -> pb.Target:
+    """A child that ignores SIGTERM: replacing it takes the whole stop timeout."""
+    return pb.Target(
+        name="stubborn",
+        check=pb.Check(kind="exec", command=["true"], interval_seconds=interval, timeout_seconds=1),
+        driver=pb.Driver(kind="process", command=[sys.executable, "-c", STUBBORN], stop_timeout_seconds=2))
+
+
+@pytest.mark.asyncio
+async def test_a_change_whose_caller_gives_up_still_takes_effect(watchdog: Watchdog) -> None:
+    await watchdog.stub.PutTarget(pb.PutTargetRequest(target=stubborn_target(1.0), **ACTOR), timeout=5)
+    await until(lambda: in_state(watchdog, "stubborn", "HEALTHY"), 20)
+    old_pid = (await watchdog.target("stubborn")).pid
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await watchdog.stub.PutTarget(pb.PutTargetRequest(target=stubborn_target(2.0), **ACTOR), timeout=0.5)
+    assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    # Stored and audited before the deadline: it must also be in effect, with a new child.
+    await until(lambda: _replaced(watchdog, old_pid), 10)
+
+
+async def _replaced(wd: Watchdog, old_pid: int) -> bool:
+    try:
+        target = await wd.target("stubborn")
+    except grpc.aio.AioRpcError:
+        return False
+    return target.check.interval_seconds == 2.0 and target.pid not in (0, old_pid)
+
+
+@pytest.mark.asyncio
+async def test_a_target_removed_and_added_again_does_not_inherit_the_old_open_incident(
+        watchdog: Watchdog) -> None:
+    target = pb.Target(
+        name="again",
+        check=pb.Check(kind="tcp", address=f"127.0.0.1:{free_port()}", interval_seconds=0.2,
+                       timeout_seconds=0.2),
+        driver=pb.Driver(kind="none"),
+        policy=pb.Policy(start_timeout_seconds=0.5))
+    await watchdog.stub.PutTarget(pb.PutTargetRequest(target=target, **ACTOR), timeout=5)
+    await until(lambda: _incident_count(watchdog, 1), 10)
+    await watchdog.stub.RemoveTarget(pb.RemoveTargetRequest(name="again", **ACTOR), timeout=5)
+    await watchdog.stub.PutTarget(pb.PutTargetRequest(target=target, **ACTOR), timeout=5)
+    # Its own failure is its own incident, not the removed target's, still open.
+    await until(lambda: _incident_count(watchdog, 2), 10)
+    newest, oldest = await incidents(watchdog, "again")
+    assert newest.id != oldest.id and not newest.resolved
+
+
+async def _incident_count(wd: Watchdog, count: int) -> bool:
+    return len(await incidents(wd, "again")) >= count
