@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -17,7 +18,9 @@ from tests.watchdogd.support import ACTOR, Watchdog, free_port, in_state, incide
 from npanel.watchdogd.v1 import watchdogd_pb2 as pb  # isort: skip
 
 pytestmark = pytest.mark.integration
-STUBBORN = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
+# Ignores SIGTERM, then says so in a file (the check), so HEALTHY means it ignores SIGTERM.
+STUBBORN = ("import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "open(sys.argv[1], 'w').close(); time.sleep(600)")
 
 
 @pytest_asyncio.fixture
@@ -28,21 +31,27 @@ async def watchdog(database_url: str, flagd: Replica) -> AsyncIterator[Watchdog]
         yield wd
 
 
-def stubborn_target(interval: float) -> pb.Target:
+def stubborn_target(interval: float, marker: Path) -> pb.Target:
     """A child that ignores SIGTERM: replacing it takes the whole stop timeout."""
     return pb.Target(
         name="stubborn",
-        check=pb.Check(kind="exec", command=["true"], interval_seconds=interval, timeout_seconds=1),
-        driver=pb.Driver(kind="process", command=[sys.executable, "-c", STUBBORN], stop_timeout_seconds=2))
+        check=pb.Check(kind="exec", command=["test", "-f", str(marker)], interval_seconds=interval,
+                       timeout_seconds=1),
+        driver=pb.Driver(kind="process", command=[sys.executable, "-c", STUBBORN, str(marker)],
+                         stop_timeout_seconds=2))
 
 
 @pytest.mark.asyncio
-async def test_a_change_whose_caller_gives_up_still_takes_effect(watchdog: Watchdog) -> None:
-    await watchdog.stub.PutTarget(pb.PutTargetRequest(target=stubborn_target(1.0), **ACTOR), timeout=5)
+async def test_a_change_whose_caller_gives_up_still_takes_effect(watchdog: Watchdog, tmp_path: Path) -> None:
+    marker = tmp_path / "ignoring-sigterm"
+    await watchdog.stub.PutTarget(pb.PutTargetRequest(target=stubborn_target(1.0, marker), **ACTOR),
+                                  timeout=5)
     await until(lambda: in_state(watchdog, "stubborn", "HEALTHY"), 20)
     old_pid = (await watchdog.target("stubborn")).pid
+    marker.unlink()  # the new child writes it again once it ignores SIGTERM
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await watchdog.stub.PutTarget(pb.PutTargetRequest(target=stubborn_target(2.0), **ACTOR), timeout=0.5)
+        await watchdog.stub.PutTarget(pb.PutTargetRequest(target=stubborn_target(2.0, marker), **ACTOR),
+                                      timeout=0.5)
     assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     # Stored and audited before the deadline: it must also be in effect, with a new child.
     await until(lambda: _replaced(watchdog, old_pid), 10)
