@@ -29,7 +29,16 @@ import pytest
 
 from npanel.flagd.v1 import flagd_pb2, flagd_pb2_grpc
 from tests.support.flagd import Replica
-from tests.watchdogd.support import ACTOR, Watchdog, free_port, in_state, incidents, start_watchdog, until
+from tests.watchdogd.support import (
+    ACTOR,
+    Watchdog,
+    free_port,
+    in_state,
+    incidents,
+    set_agent_watchdog,
+    start_watchdog,
+    until,
+)
 
 from npanel.watchdogd.v1 import watchdogd_pb2 as pb  # isort: skip
 
@@ -97,8 +106,7 @@ async def test_every_killed_or_frozen_service_recovers_within_10_s_and_no_write_
         database_url: str, flagd: Replica, conn: asyncpg.Connection) -> None:
     duration = _seconds("NPANEL_SOAK_SECONDS", 90)
     gap_min, gap_max = _seconds("NPANEL_SOAK_GAP_MIN", 5), _seconds("NPANEL_SOAK_GAP_MAX", 10)
-    await flagd.stub.SetFlag(flagd_pb2.SetFlagRequest(
-        name="agent_watchdog", enabled=True, actor="soak", reason="soak"), timeout=5)
+    await set_agent_watchdog(flagd)
     port = free_port()
     async with start_watchdog(database_url, flagd.address) as wd:
         await wd.stub.PutTarget(pb.PutTargetRequest(target=flagd_target(port, database_url), **ACTOR),

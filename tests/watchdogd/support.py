@@ -16,14 +16,22 @@ from prometheus_client import CollectorRegistry
 
 from npanel.common.server import RunningServer, running
 from npanel.common.settings import ServiceSettings, WatchdogdSettings
+from npanel.flagd.v1 import flagd_pb2
 from npanel.watchdogd.main import WatchdogdService
 from npanel.watchdogd.v1 import watchdogd_pb2 as pb
 from npanel.watchdogd.v1 import watchdogd_pb2_grpc
+from tests.support.flagd import Replica
 
 if TYPE_CHECKING:
     from npanel.watchdogd.v1.watchdogd_pb2_grpc import WatchdogServiceAsyncStub
 
 ACTOR = {"actor": "tester", "reason": "test"}
+
+
+async def set_agent_watchdog(flagd: Replica, enabled: bool = True) -> None:
+    """The agent_watchdog flag: on, watchdogd restarts; off, it only checks and records."""
+    await flagd.stub.SetFlag(flagd_pb2.SetFlagRequest(
+        name="agent_watchdog", enabled=enabled, actor="tester", reason="test"), timeout=5)
 
 
 @dataclass

@@ -4,16 +4,19 @@ that leaves. Real processes, real PostgreSQL."""
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
 import pytest
-import pytest_asyncio
 
-from npanel.flagd.v1 import flagd_pb2
-from tests.support.flagd import Replica
-from tests.watchdogd.support import ACTOR, Watchdog, free_port, in_state, incidents, start_watchdog, until
+from tests.watchdogd.support import (
+    ACTOR,
+    Watchdog,
+    free_port,
+    in_state,
+    incidents,
+    until,
+)
 
 from npanel.watchdogd.v1 import watchdogd_pb2 as pb  # isort: skip
 
@@ -21,14 +24,6 @@ pytestmark = pytest.mark.integration
 # Ignores SIGTERM, then says so in a file (the check), so HEALTHY means it ignores SIGTERM.
 STUBBORN = ("import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
             "open(sys.argv[1], 'w').close(); time.sleep(600)")
-
-
-@pytest_asyncio.fixture
-async def watchdog(database_url: str, flagd: Replica) -> AsyncIterator[Watchdog]:
-    await flagd.stub.SetFlag(flagd_pb2.SetFlagRequest(
-        name="agent_watchdog", enabled=True, actor="tester", reason="test"), timeout=5)
-    async with start_watchdog(database_url, flagd.address) as wd:
-        yield wd
 
 
 def stubborn_target(interval: float, marker: Path) -> pb.Target:

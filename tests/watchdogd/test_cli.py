@@ -20,7 +20,6 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
-from npanel.flagd.v1 import flagd_pb2
 from tests.support.flagd import Replica
 from tests.support.gateway import Gateway, start_gateway
 from tests.watchdogd.support import (
@@ -30,6 +29,7 @@ from tests.watchdogd.support import (
     free_port,
     in_state,
     incidents,
+    set_agent_watchdog,
     start_watchdog,
     until,
 )
@@ -52,8 +52,7 @@ class Stack:
 
 @pytest_asyncio.fixture
 async def stack(database_url: str, flagd: Replica) -> AsyncIterator[Stack]:
-    await flagd.stub.SetFlag(flagd_pb2.SetFlagRequest(
-        name="agent_watchdog", enabled=True, actor="tester", reason="test"), timeout=5)
+    await set_agent_watchdog(flagd)
     async with start_watchdog(database_url, flagd.address) as wd, \
             start_gateway(database_url, {"flagd": flagd.address, "watchdogd": wd.handle.address}) as gw:
         port = free_port()

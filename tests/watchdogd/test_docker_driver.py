@@ -28,11 +28,18 @@ import pytest
 import pytest_asyncio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from npanel.flagd.v1 import flagd_pb2
 from npanel.watchdogd.drivers import LOG_LINES, DockerDriver, DriverError
 from npanel.watchdogd.model import DriverSpec
 from tests.support.flagd import Replica
-from tests.watchdogd.support import ACTOR, Watchdog, free_port, incidents, start_watchdog, until
+from tests.watchdogd.support import (
+    ACTOR,
+    Watchdog,
+    free_port,
+    incidents,
+    set_agent_watchdog,
+    start_watchdog,
+    until,
+)
 
 from npanel.watchdogd.v1 import watchdogd_pb2 as pb  # isort: skip
 
@@ -225,8 +232,7 @@ async def test_an_unusable_socket_is_a_driver_error_not_a_crash(tmp_path: Any) -
 
 @pytest_asyncio.fixture
 async def watchdog(database_url: str, flagd: Replica) -> AsyncIterator[Watchdog]:
-    await flagd.stub.SetFlag(flagd_pb2.SetFlagRequest(
-        name="agent_watchdog", enabled=True, actor="tester", reason="test"), timeout=5)
+    await set_agent_watchdog(flagd)
     async with start_watchdog(database_url, flagd.address,
                               extra={"NPANEL_DOCKER_SOCKET": docker_socket()}) as wd:
         yield wd

@@ -18,9 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
-import pytest_asyncio
 
-from npanel.flagd.v1 import flagd_pb2
 from npanel.watchdogd.model import Incident
 from npanel.watchdogd.supervisor import SUBSCRIBER_QUEUE
 from tests.support.flagd import Replica
@@ -32,7 +30,6 @@ from tests.watchdogd.support import (
     free_port,
     in_state,
     incidents,
-    start_watchdog,
     until,
 )
 
@@ -43,14 +40,6 @@ if TYPE_CHECKING:
     from npanel.watchdogd.v1.watchdogd_pb2_grpc import WatchdogServiceAsyncStub
 
 pytestmark = pytest.mark.integration
-
-
-@pytest_asyncio.fixture
-async def watchdog(database_url: str, flagd: Replica) -> AsyncIterator[Watchdog]:
-    await flagd.stub.SetFlag(flagd_pb2.SetFlagRequest(
-        name="agent_watchdog", enabled=True, actor="tester", reason="test"), timeout=5)
-    async with start_watchdog(database_url, flagd.address) as wd:
-        yield wd
 
 
 @dataclass

@@ -9,9 +9,17 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from npanel.flagd.v1 import flagd_pb2
 from tests.support.flagd import Replica
-from tests.watchdogd.support import ACTOR, Watchdog, free_port, in_state, incidents, start_watchdog, until
+from tests.watchdogd.support import (
+    ACTOR,
+    Watchdog,
+    free_port,
+    in_state,
+    incidents,
+    set_agent_watchdog,
+    start_watchdog,
+    until,
+)
 
 from npanel.watchdogd.v1 import watchdogd_pb2 as pb  # isort: skip
 
@@ -37,8 +45,7 @@ def restarted(wd: Watchdog, name: str) -> float:
 async def test_gave_up_and_the_hourly_count_survive_a_watchdogd_restart_until_reset(
         database_url: str, flagd: Replica, conn: asyncpg.Connection, tmp_path: Path) -> None:
     starts = tmp_path / "starts"
-    await flagd.stub.SetFlag(flagd_pb2.SetFlagRequest(
-        name="agent_watchdog", enabled=True, actor="tester", reason="test"), timeout=5)
+    await set_agent_watchdog(flagd)
     async with start_watchdog(database_url, flagd.address) as first:
         target = crashing_target("doomed", 2, starts)
         await first.stub.PutTarget(pb.PutTargetRequest(target=target, **ACTOR), timeout=5)
@@ -81,8 +88,7 @@ async def _restarted_at_least(wd: Watchdog, name: str, count: int) -> bool:
 @pytest.mark.asyncio
 async def test_a_changed_definition_starts_with_fresh_counters(
         database_url: str, flagd: Replica, conn: asyncpg.Connection, tmp_path: Path) -> None:
-    await flagd.stub.SetFlag(flagd_pb2.SetFlagRequest(
-        name="agent_watchdog", enabled=True, actor="tester", reason="test"), timeout=5)
+    await set_agent_watchdog(flagd)
     async with start_watchdog(database_url, flagd.address) as wd:
         target = crashing_target("redone", 1, tmp_path / "starts")
         await wd.stub.PutTarget(pb.PutTargetRequest(target=target, **ACTOR), timeout=5)

@@ -12,14 +12,11 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator
 
 import asyncpg
 import grpc
 import pytest
-import pytest_asyncio
 
-from npanel.flagd.v1 import flagd_pb2
 from tests.support.flagd import Replica
 from tests.watchdogd.support import (
     ACTOR,
@@ -28,6 +25,7 @@ from tests.watchdogd.support import (
     free_port,
     in_state,
     incidents,
+    set_agent_watchdog,
     start_watchdog,
     until,
 )
@@ -35,18 +33,6 @@ from tests.watchdogd.support import (
 from npanel.watchdogd.v1 import watchdogd_pb2 as pb  # isort: skip
 
 pytestmark = pytest.mark.integration
-
-
-async def set_flag(flagd: Replica, enabled: bool) -> None:
-    await flagd.stub.SetFlag(flagd_pb2.SetFlagRequest(
-        name="agent_watchdog", enabled=enabled, actor="tester", reason="test"), timeout=5)
-
-
-@pytest_asyncio.fixture
-async def watchdog(database_url: str, flagd: Replica) -> AsyncIterator[Watchdog]:
-    await set_flag(flagd, True)
-    async with start_watchdog(database_url, flagd.address) as wd:
-        yield wd
 
 
 async def put_healthy(wd: Watchdog, target: pb.Target) -> pb.Target:
@@ -193,7 +179,7 @@ async def _has_incident(wd: Watchdog, name: str) -> bool:
 @pytest.mark.asyncio
 async def test_with_the_flag_off_failures_are_recorded_but_not_restarted(
         database_url: str, flagd: Replica) -> None:
-    await set_flag(flagd, False)
+    await set_agent_watchdog(flagd, False)
     async with start_watchdog(database_url, flagd.address) as wd:
         before = await put_healthy(wd, echo_target("flagged", free_port()))
         os.kill(before.pid, signal.SIGKILL)
@@ -202,7 +188,7 @@ async def test_with_the_flag_off_failures_are_recorded_but_not_restarted(
         assert (await wd.target("flagged")).pid == 0
         assert wd.metric("npanel_agent_recovery_total", target="flagged", result="restarted") == 0
         assert wd.metric("npanel_agent_watchdog_enabled") == 0
-        await set_flag(flagd, True)
+        await set_agent_watchdog(flagd, True)
         await until(lambda: in_state(wd, "flagged", "HEALTHY", not_pid=before.pid), 10)
         (incident,) = await incidents(wd, "flagged")
         assert incident.resolved and incident.restart_count == 1
