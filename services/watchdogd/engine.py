@@ -6,8 +6,12 @@ NOT_SERVING or a dropped connection (a crash, or a frozen process whose
 keepalive pings go unanswered), the process driver seeing its child exit, or an
 operator action. A failure the Watch stream saw is checked at once; if that
 Check fails too, the two observations are the re-check and the target is
-recovered without waiting for another interval. Recording (PostgreSQL) never blocks recovery: when the
-database is down the restart still happens and the failure to record is logged.
+recovered without waiting for another interval.
+
+Recording (PostgreSQL) never prevents recovery: each write is bounded
+(RECORD_TIMEOUT_S) and a failed one is logged; the restart happens anyway. The
+incident row is written before the restart, so a database that hangs delays
+it by up to RECORD_TIMEOUT_S.
 """
 
 from __future__ import annotations
