@@ -135,7 +135,11 @@ class Supervisor:
         cleared again once it has stopped."""
         await self.remove(target.name)
         if fresh:
-            await self._sink.save_state(target.name, SavedState(False, (), 0))
+            try:  # the change is stored and audited: a failure here must not leave it unsupervised
+                await self._sink.save_state(target.name, SavedState(False, (), 0))
+            except Exception as exc:
+                log.warning("%s: could not clear the stored counters again (%r); the old runner's "
+                            "last save may be restored", target.name, exc)
         runner: Runner
         driver = make_driver(target.driver, lambda code: runner.child_exited(code),
                              systemctl=self._systemctl, docker_socket=self._docker_socket)

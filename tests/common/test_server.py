@@ -21,6 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from prometheus_client import CollectorRegistry
 
+from npanel.common.channels import keepalive
 from npanel.common.server import RunningServer, running
 from npanel.common.settings import ServiceSettings
 from npanel.testing.echo import EchoService
@@ -208,8 +209,6 @@ async def test_keepalive_pings_every_second_are_allowed_on_an_idle_stream(
         echo: tuple[RunningServer, CollectorRegistry]) -> None:
     """watchdogd's probes ping every second; gRPC's default server policy would
     answer the third ping on an idle stream with GOAWAY "too_many_pings"."""
-    from npanel.common.channels import keepalive
-
     handle, _ = echo
     async with grpc.aio.insecure_channel(handle.address, options=keepalive(1.0)) as channel:
         stream = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
